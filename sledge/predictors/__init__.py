@@ -1,0 +1,5 @@
+"""AllenNLP predictors of sledge."""
+
+from sledge.predictors.sledge_predictor import SledgePredictor
+
+__all__ = ["SledgePredictor"]

@@ -1,0 +1,11 @@
+// AG News on the CPU-sized MiniLM-L6 backbone (exits 0, 1, 3, 5). Only the official test set is
+// complete on this machine: benchmarks/ derives a seeded train/dev/eval split from it and passes
+// the paths with -o '{"train_data_path": ..., "validation_data_path": ..., "test_data_path": ...}'.
+local sledge = import 'sledge.libsonnet';
+sledge.config(sledge.minilm {
+  reader: { type: 'ag_news' },
+  train_data_path: 'data/ag_news/train.csv',
+  validation_data_path: 'data/ag_news/dev.csv',
+  test_data_path: 'data/ag_news/test.csv',
+  num_epochs: 2,
+})

