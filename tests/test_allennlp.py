@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from allennlp.commands import main as allennlp_main
+
 from conftest import FIXTURES, build_tiny_bert
 
 ROOT = FIXTURES.parent

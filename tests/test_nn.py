@@ -84,7 +84,7 @@ def test_loss_is_the_sum_of_the_exits_cross_entropies_computed_independently():
         head.mix.gamma.data.fill_(1.7)
     ids, mask = batch()
     labels = np.array([0, 2, 1, 2])
-    loss = float(model.loss(model(ids, mask), torch.tensor(labels)))
+    loss = float(model.loss(model(ids, mask), torch.tensor(labels)).detach())
     # Independently: the HuggingFace model's hidden states, the mix and linear layer in numpy.
     with torch.no_grad():
         states = model.encoder.transformer(input_ids=ids, attention_mask=mask, output_hidden_states=True)

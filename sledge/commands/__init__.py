@@ -2,6 +2,7 @@
 `sledge` (in the working directory, or ~/.allennlp/plugins); `--include-package` comes too late."""
 
 from sledge.commands.calibrate import Calibrate
+from sledge.commands.difficulty import Difficulty
 from sledge.commands.sweep import Sweep
 
-__all__ = ["Calibrate", "Sweep"]
+__all__ = ["Calibrate", "Difficulty", "Sweep"]

@@ -1,5 +1,6 @@
 """What the sledge subcommands share: loading an archive, reading labelled data, one full pass."""
 
+import io
 import os
 import tarfile
 import tempfile
@@ -92,3 +93,22 @@ def write_archive_with_weights(
         finally:
             if os.path.exists(partial):
                 os.remove(partial)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it to `path`."""
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    os.replace(partial, path)
+
+
+def figure_png(figure) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()

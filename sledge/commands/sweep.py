@@ -4,10 +4,8 @@ import argparse
 import csv
 import io
 import json
-import os
 import random
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +17,12 @@ from tqdm import tqdm
 from sledge.commands.common import (
     device_of,
     exit_logits,
+    figure_png,
     inputs_of,
     load_sledge_archive,
     read_labelled,
     tensor_batches,
+    write_atomically,
 )
 from sledge.nn import early_exit, exits_at_threshold, oracle_exits
 
@@ -243,13 +243,6 @@ def _exit_statistics(exits: torch.Tensor, correct: torch.Tensor, layers: list[in
     }
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-    with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    os.replace(partial, path)
-
-
 CSV_COLUMNS = [
     "kind", "name", "threshold", "accuracy", "average_exit_layer", "seconds_per_instance",
     "instances_per_second", "relative_time", "exit_agreement",
@@ -259,7 +252,7 @@ CSV_COLUMNS = [
 def write_outputs(rows: list[dict], info: dict, output_dir: Path) -> None:
     """sweep.json ({"info", "rows"}), sweep.csv (one line a row, exit shares as columns), sweep.png."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(output_dir / "sweep.json", json.dumps({"info": info, "rows": rows}, indent=2).encode())
+    write_atomically(output_dir / "sweep.json", json.dumps({"info": info, "rows": rows}, indent=2).encode())
     share_columns = [f"exit_share_layer_{layer}" for layer in info["exit_layers"]]
     text = io.StringIO()
     writer = csv.DictWriter(text, CSV_COLUMNS + share_columns, extrasaction="ignore")
@@ -267,8 +260,8 @@ def write_outputs(rows: list[dict], info: dict, output_dir: Path) -> None:
     for row in rows:
         shares = {f"exit_share_layer_{layer}": share for layer, share in row.get("exit_shares", {}).items()}
         writer.writerow({**row, **shares})
-    _write_atomically(output_dir / "sweep.csv", text.getvalue().encode())
-    _write_atomically(output_dir / "sweep.png", plot(rows, info))
+    write_atomically(output_dir / "sweep.csv", text.getvalue().encode())
+    write_atomically(output_dir / "sweep.png", plot(rows, info))
 
 
 def plot(rows: list[dict], info: dict, title: str | None = None) -> bytes:
@@ -301,11 +294,7 @@ def plot(rows: list[dict], info: dict, title: str | None = None) -> bytes:
     axes.set_title(title or f"{Path(info['data']).name}: {info['instances']} instances")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right")
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def print_table(rows: list[dict]) -> None:

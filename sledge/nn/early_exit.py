@@ -42,11 +42,12 @@ def early_exit(
     """
     Run `model` layer by layer; at each exit, the instances whose calibrated max-softmax probability
     is >= `threshold` leave, and are removed from the running batch: hidden states, masks and the
-    history of pooled vectors are compacted, and padding no longer needed is cut. Results are written back to
-    the instances' original positions. Nothing is computed twice. Inputs must be right-padded.
+    history of pooled vectors are compacted, and padding no longer needed is cut. Results are
+    written back to the instances' original positions. Nothing is computed twice. Inputs must be
+    right-padded. `last_exit` (an exit position) stops there instead of at the model's last exit.
 
-    On CUDA the host waits for the device only at exits (to decide who leaves), not per layer.
-    `last_exit` (an exit position) stops there instead of at the model's last exit.
+    On CUDA the host waits for the device once per exit (to learn how many leave), never per layer;
+    with threshold 1 nobody can leave early, so the earlier exits are skipped and it never waits.
     """
     threshold = check_threshold(threshold)
     batch_size = input_ids.size(0)
@@ -66,26 +67,34 @@ def early_exit(
         pooled.append(model.pool(hidden, attention_mask))
         if layer != model.layer_indices[exit_index]:
             continue
+        if exit_index < last and threshold >= 1.0:  # nobody leaves before the last exit
+            exit_index += 1
+            continue
         logits = model.exits[exit_index](pooled)
         probs = torch.softmax(logits / model.temperatures[exit_index], dim=-1)
         if exit_index == last:
-            leaving = torch.ones_like(rows, dtype=torch.bool)
+            gone, kept = rows, None
         else:
             leaving = leaves(probs.max(dim=-1)[0], threshold)
-        out_logits[rows[leaving]] = logits[leaving]
-        out_probs[rows[leaving]] = probs[leaving]
-        out_exit[rows[leaving]] = exit_index
-        staying = ~leaving
-        num_staying = int(staying.sum())  # the one host synchronisation, at an exit
-        if num_staying == 0:
+            # The one host synchronisation of this exit: how many leave, and the width the rest need.
+            num_leaving, width = torch.stack([leaving.sum(), lengths.masked_fill(leaving, 0).max()]).tolist()
+            if num_leaving == 0:
+                exit_index += 1
+                continue
+            order = torch.argsort(leaving.to(torch.int8), descending=True, stable=True)  # leavers first
+            gone, kept = order[:num_leaving], order[num_leaving:]
+            logits, probs = logits.index_select(0, gone), probs.index_select(0, gone)
+            gone = rows.index_select(0, gone)
+        out_logits.index_copy_(0, gone, logits)
+        out_probs.index_copy_(0, gone, probs)
+        out_exit.index_fill_(0, gone, exit_index)
+        if kept is None or kept.numel() == 0:
             break
-        if num_staying < rows.size(0):
-            rows, lengths = rows[staying], lengths[staying]
-            width = int(lengths.max())
-            hidden = hidden[staying, :width]
-            mask = mask[staying][..., :width]
-            attention_mask = attention_mask[staying, :width]
-            pooled = [vector[staying] for vector in pooled]
+        rows, lengths = rows.index_select(0, kept), lengths.index_select(0, kept)
+        hidden = hidden.index_select(0, kept)[:, :width]
+        mask = mask.index_select(0, kept)[..., :width]
+        attention_mask = attention_mask.index_select(0, kept)[:, :width]
+        pooled = [vector.index_select(0, kept) for vector in pooled]
         exit_index += 1
     return EarlyExitOutput(logits=out_logits, probs=out_probs, exit_index=out_exit)
 

@@ -76,12 +76,14 @@ class LayerwiseEncoder(nn.Module):
         model = self.transformer
         if self.model_type == "distilbert":
             hidden = model.embeddings(input_ids)
-            return hidden, attention_mask  # DistilBERT's attention takes the (batch, length) mask.
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        hidden = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-        if self.model_type == "albert":
-            hidden = model.encoder.embedding_hidden_mapping_in(hidden)
+            if model.config._attn_implementation != "sdpa":  # SDPA: transformers >= 4.46
+                return hidden, attention_mask  # DistilBERT's eager attention takes the (batch, length) mask.
+        else:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(input_ids)
+            hidden = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+            if self.model_type == "albert":
+                hidden = model.encoder.embedding_hidden_mapping_in(hidden)
         # Additive mask, (batch, 1, 1, length): 0 where attended, the dtype's minimum where padded.
         additive = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
         return hidden, additive

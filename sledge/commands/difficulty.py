@@ -1,0 +1,122 @@
+"""`allennlp difficulty`: what makes an instance hard, as the paper's section 5 asks."""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from allennlp.commands.subcommand import Subcommand
+
+from sledge.commands.common import (
+    device_of,
+    exit_logits,
+    figure_png,
+    load_sledge_archive,
+    read_labelled,
+    tensor_batches,
+    write_atomically,
+)
+from sledge.nn.difficulty import difficulty_tables
+
+
+@Subcommand.register("difficulty")
+class Difficulty(Subcommand):
+    """Relate a sledge model's calibrated confidences to length, consistency and labels."""
+
+    def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        description = (
+            "The paper's difficulty analyses on labelled data: per exit, Spearman's rho between its "
+            "calibrated confidence and (a) the instance's length in tokens, (b) consistency (all exits "
+            "predict the same label); per gold label and exit, the share of instances predicted with "
+            "confidence >= --high, the average confidence and the label's F1. Writes difficulty.json, "
+            "difficulty.md and two plots to the output directory."
+        )
+        subparser = parser.add_parser(self.name, description=description, help="Difficulty analyses.")
+        subparser.add_argument("archive_file", help="a calibrated sledge model.tar.gz")
+        subparser.add_argument("input_file", help="labelled data, in the format of the model's reader")
+        subparser.add_argument("--output-dir", required=True, help="where the tables and plots go")
+        subparser.add_argument("--high", type=float, default=0.9, help="the 'confident' threshold")
+        subparser.add_argument("--cuda-device", type=int, default=-1, help="GPU id, -1 for the CPU")
+        subparser.set_defaults(func=lambda args: difficulty(
+            args.archive_file, args.input_file, args.output_dir, args.high, args.cuda_device))
+        return subparser
+
+
+def difficulty(archive_file: str, input_file: str, output_dir: str, high: float = 0.9,
+               cuda_device: int = -1) -> dict:
+    archive = load_sledge_archive(archive_file, cuda_device)
+    model = archive.model
+    instances = read_labelled(archive, input_file)
+    logits, gold = exit_logits(model, tensor_batches(instances, archive, 64, device_of(cuda_device)))
+    probs = torch.softmax(logits / model.core.temperatures.cpu()[:, None, None], dim=-1).numpy()
+    lengths = np.array([len(instance["tokens"]) for instance in instances])
+    tables = difficulty_tables(probs, gold.numpy(), lengths, high)
+    labels = [model.vocab.get_token_from_index(i, "labels") for i in range(probs.shape[-1])]
+    report = {"archive": archive_file, "data": input_file, "instances": len(instances), "high": high,
+              "exit_layers": model.core.layer_indices, "labels": labels, **tables}
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = to_markdown(report)
+    write_atomically(out / "difficulty.json", json.dumps(report, indent=2).encode())
+    write_atomically(out / "difficulty.md", markdown.encode())
+    for name, figure in plots(report).items():
+        write_atomically(out / name, figure)
+    print(markdown)
+    return report
+
+
+def to_markdown(report: dict) -> str:
+    layers, labels = report["exit_layers"], report["labels"]
+    lines = [
+        f"Difficulty analyses of {report['archive']} on {report['data']} ({report['instances']} instances; "
+        f"{100 * report['consistent_share']:.1f}% consistent: every exit predicts the same label).",
+        "",
+        "| exit layer | Spearman rho: confidence vs length | Spearman rho: confidence vs consistency |",
+        "|---:|---:|---:|",
+    ]
+    for j, layer in enumerate(layers):
+        lines.append(f"| {layer} | {report['rho_length'][j]:.3f} | {report['rho_consistency'][j]:.3f} |")
+    lines += ["", f"Per gold label: share predicted with confidence >= {report['high']} / average "
+              "confidence / F1, by exit layer.", "",
+              "| label | " + " | ".join(f"layer {layer}" for layer in layers) + " |",
+              "|---|" + "---:|" * len(layers)]
+    for k, label in enumerate(labels):
+        cells = [f"{report['high_confidence_share'][j][k]:.2f} / {report['average_confidence'][j][k]:.2f} / "
+                 f"{report['f1'][j][k]:.2f}" for j in range(len(layers))]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plots(report: dict) -> dict[str, bytes]:
+    """Share of confident predictions per label and exit (the paper's Figure 5); average confidence
+    against F1 per label (Figure 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers, labels = report["exit_layers"], report["labels"]
+    out = {}
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    width = 0.8 / len(layers)
+    for j, layer in enumerate(layers):
+        axes.bar(np.arange(len(labels)) + j * width, report["high_confidence_share"][j], width,
+                 label=f"exit layer {layer}")
+    axes.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels)
+    axes.set_ylabel(f"share with confidence >= {report['high']}")
+    axes.set_title("Confident predictions per gold label")
+    axes.legend(fontsize=8)
+    out["high_confidence.png"] = figure_png(figure)
+    figure, axes = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+    for j, layer in enumerate(layers):
+        axes.scatter(report["average_confidence"][j], report["f1"][j], label=f"exit layer {layer}")
+        for k, label in enumerate(labels):
+            axes.annotate(label, (report["average_confidence"][j][k], report["f1"][j][k]), fontsize=7)
+    axes.set_xlabel("average calibrated confidence (instances of the label)")
+    axes.set_ylabel("F1 of the label")
+    axes.set_title("Confidence against F1, per label and exit")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    out["confidence_vs_f1.png"] = figure_png(figure)
+    return out

@@ -1,0 +1,60 @@
+"""Every training config parses and builds, with its backbone swapped for the tiny random BERT."""
+
+import json
+from pathlib import Path
+
+import pytest
+from allennlp.common import Params
+from allennlp.data import DatasetReader, Vocabulary
+from allennlp.models import Model
+
+import sledge  # noqa: F401  (registers the components)
+from conftest import build_tiny_bert
+
+CONFIGS = sorted((Path(__file__).resolve().parent.parent / "training_config").glob("*.jsonnet"))
+PAPER = {"agnews", "imdb", "sst2", "snli", "mnli"}
+
+
+@pytest.fixture(scope="module")
+def tiny_24_layers(tmp_path_factory) -> str:
+    return str(build_tiny_bert(tmp_path_factory.mktemp("tiny24"), num_layers=24))
+
+
+def test_there_is_a_paper_config_and_a_minilm_variant_per_dataset():
+    names = {path.stem for path in CONFIGS}
+    assert PAPER <= names
+    assert {f"{name}_minilm" for name in PAPER} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
+def test_config_parses_and_builds(path, tiny_24_layers):
+    params = Params.from_file(str(path))
+    raw = params.as_dict()
+    minilm = path.stem.endswith("_minilm")
+    assert raw["model"]["layer_indices"] == ([0, 1, 3, 5] if minilm else [0, 4, 12, 23])
+    assert raw["model"]["transformer_model"] == (
+        "sentence-transformers/all-MiniLM-L6-v2" if minilm else "bert-large-uncased"
+    )
+    assert raw["model"]["dropout"] == pytest.approx(0.1)
+    assert raw["trainer"]["num_epochs"] == (4 if path.stem.split("_")[0] in {"snli", "mnli"} else 2)
+    if not minilm:
+        assert raw["trainer"]["optimizer"]["lr"] == pytest.approx(2e-5)
+    assert "backbone" in raw["include_in_archive"]
+    overrides = {"dataset_reader.transformer_model": tiny_24_layers,
+                 "model.transformer_model": tiny_24_layers}
+    params = Params.from_file(str(path), json.dumps(overrides))
+    reader = DatasetReader.from_params(params.pop("dataset_reader"))
+    assert reader.tokenizer.vocab_size > 0
+    vocab = Vocabulary(tokens_to_add={"labels": ["a", "b", "c"]})
+    model = Model.from_params(vocab=vocab, params=params.pop("model"))
+    assert model.core.layer_indices == raw["model"]["layer_indices"]
+    assert model.core.exits[-1].classifier.out_features == 3
+
+
+@pytest.mark.parametrize("layers", [[0], [4], [12], [23]])
+def test_the_baselines_come_from_the_same_file_by_override(layers, tiny_24_layers):
+    overrides = {"model.transformer_model": tiny_24_layers, "model.layer_indices": layers}
+    params = Params.from_file(str(CONFIGS[0].parent / "sst2.jsonnet"), json.dumps(overrides))
+    model = Model.from_params(vocab=Vocabulary(tokens_to_add={"labels": ["0", "1"]}),
+                              params=params.pop("model"))
+    assert model.core.layer_indices == layers
