@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ALLENNLP := $(BIN)/allennlp
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint benchmark clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ lint: install
 
 demo: install
 	bash scripts/demo.sh
+
+benchmark: install
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf runs

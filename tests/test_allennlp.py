@@ -152,3 +152,21 @@ def test_the_plugin_subcommands_are_found_from_the_command_line():
     result = subprocess.run([str(Path(sys.executable).parent / "allennlp"), "--help"], cwd=ROOT,
                             capture_output=True, text=True, check=True)
     assert "calibrate" in result.stdout and "sweep" in result.stdout
+
+
+def test_difficulty_writes_tables_and_plots(trained):
+    output = trained["work"] / "difficulty"
+    allennlp("difficulty", str(trained["archive"]), str(TEST), "--output-dir", str(output))
+    report = json.loads((output / "difficulty.json").read_text())
+    assert report["instances"] == len(SENTENCES) and report["exit_layers"] == [0, 1, 3, 5]
+    assert sorted(report["labels"]) == ["0", "1"]
+    assert all(-1.0 <= rho <= 1.0 for rho in report["rho_length"] if rho == rho)
+    # The last exit's per-label F1 against one computed from `allennlp predict` at threshold 1.
+    rows = predict(trained["archive"], SENTENCES, trained["work"] / "f1.jsonl")
+    gold = [line.split(" ", 1)[0] for line in TEST.read_text().splitlines()]
+    for label, f1 in zip(report["labels"], report["f1"][-1]):
+        tp = sum(p["label"] == label and g == label for p, g in zip(rows, gold))
+        wrong = sum((p["label"] == label) != (g == label) for p, g in zip(rows, gold))
+        assert f1 == pytest.approx(2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
+    for name in ("difficulty.md", "high_confidence.png", "confidence_vs_f1.png"):
+        assert (output / name).stat().st_size > 0
