@@ -88,7 +88,8 @@ def main(bundle: Path, out: Path) -> None:
     correct = (logits.argmax(-1) == labels).T
     report["exit_accuracy"] = dict(zip(map(str, layers), correct.float().mean(0).tolist()))
 
-    single, batched = batches(data, 1, cuda, limit=500), batches(data, 32, cuda)
+    single = batches(data, 1, cuda, limit=500)
+    batched, large = batches(data, 32, cuda), batches(data, 256, cuda)
     n_single = len(single)
     rows = []
     for threshold in (0.0, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0):
@@ -104,6 +105,7 @@ def main(bundle: Path, out: Path) -> None:
             "batch1_exits_equal_batched": float((one == got[:n_single])[~near[:n_single]].float().mean()),
             "seconds_per_instance_batch1": timed(model, single, threshold) / n_single,
             "instances_per_second_batch32": len(labels) / timed(model, batched, threshold),
+            "instances_per_second_batch256": len(labels) / timed(model, large, threshold),
         })
         print(json.dumps(rows[-1]))
     report["thresholds"] = rows

@@ -36,7 +36,7 @@ cat > $RUN/examples.jsonl <<'JSONL'
 {"sentence": "a gorgeous , witty , seductive movie ."}
 {"sentence": "the film is not nearly as clever as it thinks it is , but it has its moments ."}
 JSONL
-for threshold in 0.7 1.0; do
+for threshold in 0.9 1.0; do
   echo "-- confidence_threshold $threshold"
   $ALLENNLP predict $RUN/calibrated.tar.gz $RUN/examples.jsonl --include-package sledge --silent \
     --output-file $RUN/predictions-$threshold.jsonl -o "{\"model.confidence_threshold\": $threshold}"

@@ -288,7 +288,8 @@ def plot(rows: list[dict], info: dict, title: str | None = None) -> bytes:
         elif row["kind"] == "oracle":
             axes.plot(row["relative_time"], row["accuracy"], "*", markersize=12, color="tab:green",
                       label="oracle")
-    axes.plot([], [], "s", color="tab:orange", label="baselines")
+    if any(row["kind"] == "baseline" for row in rows):
+        axes.plot([], [], "s", color="tab:orange", label="baselines")
     axes.set_xlabel(f"time per instance, batch 1, relative to {rows[0]['standard']}")
     axes.set_ylabel("accuracy")
     axes.set_title(title or f"{Path(info['data']).name}: {info['instances']} instances")
