@@ -1,11 +1,10 @@
 """AG News in its published CSV: `"class","title","description"` per row, classes 1..4."""
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from allennlp.common.file_utils import cached_path
-from allennlp.data import DatasetReader, Instance
+from allennlp.data import DatasetReader
 
 from sledge.dataset_readers.base import MalformedInputError, SledgeReader
 from sledge.dataset_readers.formats import Example
@@ -40,11 +39,6 @@ class AgNewsReader(SledgeReader):
     **kwargs
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
-
-    def _read(self, file_path: str) -> Iterable[Instance]:
-        examples = self._examples(cached_path(file_path), file_path)
-        for example in self.shard_iterable(examples):
-            yield self.text_to_instance(example.text, example.text_pair, example.label)
 
     @staticmethod
     def _examples(local_path: str, file_path: str | Path) -> Iterator[Example]:

@@ -1,8 +1,10 @@
 """What every sledge reader shares: the backbone's own tokenizer, instances, and clear errors."""
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from allennlp.common.file_utils import cached_path
 from allennlp.data import DatasetReader, Instance
 from allennlp.data.fields import LabelField, MetadataField, TransformerTextField
 from transformers import AutoTokenizer
@@ -31,7 +33,8 @@ class SledgeReader(DatasetReader):
     Base class of the sledge readers: tokenizes a text (or a text pair) with the backbone's own
     HuggingFace tokenizer into a `TransformerTextField` named `tokens`, plus a `label`.
 
-    Subclasses implement `_read` for one published format and call `text_to_instance`.
+    Subclasses implement `_examples` for one published format: the file's examples, each with
+    `text`, `text_pair` and `label` (see `formats.Example`); `_read` shards and tokenizes them.
 
     Parameters
     ----------
@@ -56,6 +59,15 @@ class SledgeReader(DatasetReader):
         super().__init__(manual_distributed_sharding=True, manual_multiprocess_sharding=True, **kwargs)
         self.tokenizer = AutoTokenizer.from_pretrained(backbone_path(transformer_model, serialization_dir))
         self.max_length = max_length
+
+    def _read(self, file_path: str) -> Iterable[Instance]:
+        examples = self._examples(cached_path(file_path), file_path)
+        for example in self.shard_iterable(examples):
+            yield self.text_to_instance(example.text, example.text_pair, example.label)
+
+    def _examples(self, local_path: str, file_path: str) -> Iterator[Any]:
+        """The examples of the file at `local_path` (errors name `file_path`), in order."""
+        raise NotImplementedError
 
     def text_to_instance(  # type: ignore[override]
         self, text: str, text_pair: str | None = None, label: str | int | None = None

@@ -1,11 +1,10 @@
 """Plain JSON lines with configurable field names: a text, optionally a second text, and a label."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from allennlp.common.file_utils import cached_path
-from allennlp.data import DatasetReader, Instance
+from allennlp.data import DatasetReader
 
 from sledge.dataset_readers.base import SledgeReader
 from sledge.dataset_readers.formats import (
@@ -62,11 +61,6 @@ class JsonlReader(SledgeReader):
         self.text_field = text_field
         self.text_pair_field = text_pair_field
         self.label_field = label_field
-
-    def _read(self, file_path: str) -> Iterable[Instance]:
-        examples = self._examples(cached_path(file_path), file_path)
-        for example in self.shard_iterable(examples):
-            yield self.text_to_instance(example.text, example.text_pair, example.label)
 
     def _examples(self, local_path: str, file_path: str | Path) -> Iterator[Example]:
         for line_number, line in numbered_lines(local_path, file_path):

@@ -1,10 +1,9 @@
 """MultiNLI, either in its published JSON-lines files or as the tab-separated files of GLUE."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from allennlp.common.file_utils import cached_path
-from allennlp.data import DatasetReader, Instance
+from allennlp.data import DatasetReader
 
 from sledge.dataset_readers.base import SledgeReader
 from sledge.dataset_readers.formats import (
@@ -50,14 +49,10 @@ class MnliReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
-    def _read(self, file_path: str) -> Iterable[Instance]:
-        local_path = cached_path(file_path)
+    def _examples(self, local_path: str, file_path: str | Path) -> Iterator[Example]:
         if _is_jsonl(local_path, file_path):
-            examples = nli_jsonl_examples(local_path, file_path, label_required=False)
-        else:
-            examples = self._tsv_examples(local_path, file_path)
-        for example in self.shard_iterable(examples):
-            yield self.text_to_instance(example.text, example.text_pair, example.label)
+            return nli_jsonl_examples(local_path, file_path, label_required=False)
+        return self._tsv_examples(local_path, file_path)
 
     @staticmethod
     def _tsv_examples(local_path: str, file_path: str | Path) -> Iterator[Example]:

@@ -1,10 +1,9 @@
 """The tab-separated files of the SledgeHammer reference code: one labelled text or text pair per line."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from allennlp.common.file_utils import cached_path
-from allennlp.data import DatasetReader, Instance
+from allennlp.data import DatasetReader
 
 from sledge.dataset_readers.base import MalformedInputError, SledgeReader
 from sledge.dataset_readers.formats import Example, non_empty, numbered_lines
@@ -35,11 +34,6 @@ class SledgehammerTsvReader(SledgeReader):
     **kwargs
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
-
-    def _read(self, file_path: str) -> Iterable[Instance]:
-        examples = self._examples(cached_path(file_path), file_path)
-        for example in self.shard_iterable(examples):
-            yield self.text_to_instance(example.text, example.text_pair, example.label)
 
     @staticmethod
     def _examples(local_path: str, file_path: str | Path) -> Iterator[Example]:
