@@ -272,7 +272,7 @@ def plot(rows: list[dict], info: dict, title: str | None = None) -> bytes:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6.4, 4.8), dpi=120)
-    curve = sorted((row for row in rows if row["kind"] == "sledge"), key=lambda row: row["relative_time"])
+    curve = sorted((row for row in rows if row["kind"] == "sledge"), key=lambda row: row["threshold"])
     axes.plot(
         [row["relative_time"] for row in curve], [row["accuracy"] for row in curve],
         "o-", color="tab:blue", label="sledge (calibrated)",
