@@ -34,6 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SHARED = ROOT.parent / "shared" / "data"
 MODELS = {"sledge": [0, 1, 3, 5], "standard": [5], "efficient-0": [0], "efficient-1": [1], "efficient-3": [3]}
+# How the sledge model is trained (`--strategy`): the configs' overrides for each training strategy.
+STRATEGIES = {
+    name: {"model.training_strategy": {"type": name}, "trainer.optimizer.early_exit_lr": early_exit_lr}
+    for name, early_exit_lr in (("joint", None), ("alternating", None), ("detached", 1e-3))
+}
 AG_SPLIT = {"train": 1400, "dev": 125, "eval": 375}  # per class
 AG_SEED = 2020
 
@@ -98,20 +103,29 @@ def run(command: list[str], log: Path) -> float:
     return seconds
 
 
-def train(name: str, layers: list[int], data: dict, work: Path, retrain: bool) -> dict:
-    run_dir = work / name
-    record = run_dir / "benchmark_train.json"
-    if record.exists() and (run_dir / "model.tar.gz").exists() and not retrain:
+def run_dir(work: Path, name: str, strategy: str) -> Path:
+    """Baselines have one exit, so the strategy does not change them; sledge has one model per strategy."""
+    return work / (f"sledge-{strategy}" if name == "sledge" else name)
+
+
+def train(name: str, layers: list[int], data: dict, work: Path, args: argparse.Namespace) -> dict:
+    directory = run_dir(work, name, args.strategy)
+    record = directory / "benchmark_train.json"
+    if record.exists() and (directory / "model.tar.gz").exists() and not args.retrain:
         return json.loads(record.read_text())
     overrides = {"model.layer_indices": layers, "train_data_path": data["train"],
                  "validation_data_path": data["dev"], "test_data_path": data["eval"]}
+    if name == "sledge":
+        overrides.update(STRATEGIES[args.strategy])
     work.mkdir(parents=True, exist_ok=True)
-    seconds = run([str(BIN / "allennlp"), "train", data["config"], "-s", str(run_dir), "--force",
-                   "--include-package", "sledge", "-o", json.dumps(overrides)], work / f"{name}.train.log")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    seconds = run([str(BIN / "allennlp"), "train", data["config"], "-s", str(directory), "--force",
+                   "--include-package", "sledge", "-o", json.dumps(overrides)],
+                  work / f"{directory.name}.train.log")
+    metrics = json.loads((directory / "metrics.json").read_text())
     total = _seconds(metrics["training_duration"])
-    first = _seconds(json.loads((run_dir / "metrics_epoch_0.json").read_text())["training_duration"])
-    result = {"name": name, "layers": layers, "wall_seconds": seconds, "train_seconds": total,
+    first = _seconds(json.loads((directory / "metrics_epoch_0.json").read_text())["training_duration"])
+    result = {"name": name, "layers": layers, "overrides": overrides, "wall_seconds": seconds,
+              "train_seconds": total,
               "epoch_seconds": [first, total - first], "test_accuracy": metrics["test_accuracy"]}
     record.write_text(json.dumps(result, indent=2))
     return result
@@ -125,17 +139,19 @@ def _seconds(duration: str) -> float:
 def benchmark(dataset: str, data: dict, work: Path, out: Path, args: argparse.Namespace) -> dict:
     work, out = work / dataset, out / dataset
     out.mkdir(parents=True, exist_ok=True)
-    trained = {name: train(name, layers, data, work, args.retrain) for name, layers in MODELS.items()}
-    calibrated = work / "sledge" / "calibrated.tar.gz"
+    trained = {name: train(name, layers, data, work, args) for name, layers in MODELS.items()}
+    sledge = run_dir(work, "sledge", args.strategy)
+    calibrated = sledge / "calibrated.tar.gz"
     allennlp = str(BIN / "allennlp")
-    run([allennlp, "calibrate", str(work / "sledge" / "model.tar.gz"), data["dev"], "--output-file",
-         str(calibrated)], work / "calibrate.log")
-    shutil.copy(work / "calibrate.log", out / "calibrate.log")
+    run([allennlp, "calibrate", str(sledge / "model.tar.gz"), data["dev"], "--output-file",
+         str(calibrated)], sledge / "calibrate.log")
+    shutil.copy(sledge / "calibrate.log", out / "calibrate.log")
     baselines = [f"--baseline={name}={work / name / 'model.tar.gz'}" for name in MODELS if name != "sledge"]
     run([allennlp, "sweep", str(calibrated), data["eval"], "--output-dir", str(out), "--repeats",
-         str(args.repeats), "--timing-instances", str(args.timing_instances), *baselines], work / "sweep.log")
+         str(args.repeats), "--timing-instances", str(args.timing_instances), *baselines],
+        sledge / "sweep.log")
     run([allennlp, "difficulty", str(calibrated), data["eval"], "--output-dir", str(out / "difficulty")],
-        work / "difficulty.log")
+        sledge / "difficulty.log")
     rows = json.loads((out / "sweep.json").read_text())["rows"]
     return summarise(rows, trained, data, out)
 
@@ -197,7 +213,10 @@ def machine() -> str:
 def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> None:
     lines = ["# sledge benchmarks: MiniLM-L6, real data, this machine", "",
              f"Machine: {machine()}.", "",
+             f"sledge's training strategy: `{args.strategy}` ({json.dumps(STRATEGIES[args.strategy])}); "
+             "the baselines have a single exit, which every strategy trains alike.", "",
              f"Reproduce: `.venv/bin/python benchmarks/run.py --datasets {' '.join(summaries)} "
+             f"--strategy {args.strategy} --out {args.out} "
              f"--timing-instances {args.timing_instances} --repeats {args.repeats}` "
              f"(timing: median of {args.repeats} repeats after a warm-up, on a seeded sample of "
              f"{args.timing_instances} evaluation instances, batch 1 and batch 32; accuracy on all of them). "
@@ -256,6 +275,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results", help="where results are written")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timing-instances", type=int, default=300)
+    parser.add_argument("--strategy", default="detached", choices=sorted(STRATEGIES),
+                        help="how the sledge model is trained (the baselines are the same for every one)")
     parser.add_argument("--retrain", action="store_true", help="train again even if a model exists")
     parser.add_argument("--report-only", action="store_true",
                         help="only recompute summaries and the report from the results already there")
@@ -266,8 +287,9 @@ def main() -> None:
     summaries = {}
     for dataset in args.datasets:
         if args.report_only:
-            trained = {name: json.loads((work / dataset / name / "benchmark_train.json").read_text())
-                       for name in MODELS}
+            runs = {name: run_dir(work / dataset, name, args.strategy) for name in MODELS}
+            trained = {name: json.loads((path / "benchmark_train.json").read_text())
+                       for name, path in runs.items()}
             sweep = json.loads((out / dataset / "sweep.json").read_text())
             (out / dataset / "sweep.png").write_bytes(plot(sweep["rows"], sweep["info"]))
             summaries[dataset] = summarise(sweep["rows"], trained, data[dataset], out / dataset)

@@ -4,5 +4,6 @@ import sledge.commands  # noqa: F401
 import sledge.dataset_readers  # noqa: F401
 import sledge.models  # noqa: F401
 import sledge.predictors  # noqa: F401
+import sledge.training  # noqa: F401
 
 __version__ = "0.1.0"

@@ -58,3 +58,15 @@ def test_the_baselines_come_from_the_same_file_by_override(layers, tiny_24_layer
     model = Model.from_params(vocab=Vocabulary(tokens_to_add={"labels": ["0", "1"]}),
                               params=params.pop("model"))
     assert model.core.layer_indices == layers
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
+def test_the_paper_configs_train_jointly_and_the_minilm_ones_detached(path):
+    raw = Params.from_file(str(path)).as_dict()
+    if path.stem.endswith("_minilm"):
+        assert raw["model"]["training_strategy"] == {"type": "detached"}
+        assert raw["trainer"]["optimizer"]["early_exit_lr"] == pytest.approx(1e-3)
+    else:
+        assert raw["model"]["training_strategy"] == {"type": "joint"}
+        assert "early_exit_lr" not in raw["trainer"]["optimizer"]
+    assert raw["trainer"]["optimizer"]["type"] == "sledge_adamw"

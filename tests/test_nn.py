@@ -105,3 +105,32 @@ def test_layer_indices_are_checked():
         MultiExitClassifier(encoder, [0, 4], num_labels=2)
     with pytest.raises(ValueError, match="strictly increasing"):
         MultiExitClassifier(encoder, [2, 1], num_labels=2)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5])
+def test_early_exit_gradient_scales_only_what_the_earlier_exits_send_into_the_encoder(scale):
+    torch.manual_seed(0)
+    encoder = LayerwiseEncoder(config=CONFIGS["bert"])
+    model = MultiExitClassifier(encoder, [0, 1, 3], num_labels=2).eval()  # no dropout; gradients still flow
+    ids, mask = batch()
+    labels = torch.tensor([0, 1, 1, 0])
+    ce = torch.nn.functional.cross_entropy
+
+    def grads(loss_of) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        loss_of().backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    last = grads(lambda: ce(model(ids, mask)[-1], labels))
+    early = grads(lambda: sum(ce(logits, labels) for logits in model(ids, mask)[:-1]))
+    mixed = grads(lambda: sum(ce(logits, labels) for logits in model(ids, mask, early_exit_gradient=scale)))
+    for name, grad in mixed.items():
+        zero = torch.zeros_like(grad)
+        if name.startswith("encoder"):
+            expected = last.get(name, zero) + scale * early.get(name, zero)
+        else:  # the heads keep their whole gradient
+            expected = last.get(name, zero) + early.get(name, zero)
+        torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-4)
+    with torch.no_grad():  # values do not change
+        for a, b in zip(model(ids, mask), model(ids, mask, early_exit_gradient=scale)):
+            torch.testing.assert_close(a, b)

@@ -3,7 +3,7 @@
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from allennlp.data import TextFieldTensors, Vocabulary
@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from sledge.dataset_readers.base import BACKBONE_DIR, backbone_path
 from sledge.nn import LayerwiseEncoder, MultiExitClassifier, check_threshold, early_exit
+from sledge.training import JointStrategy, TrainingStrategy
 
 
 def save_backbone(source: str, serialization_dir: str) -> None:
@@ -32,7 +33,8 @@ class SledgeClassifier(Model):
     """
     An early-exit transformer classifier (Schwartz et al. 2020): exits on several layers, trained
     with the sum of their losses; at inference each instance leaves at the first exit whose
-    calibrated confidence reaches `confidence_threshold`.
+    calibrated confidence reaches `confidence_threshold`. How the exits' losses are combined in
+    training is the `training_strategy` (the paper's sum by default).
 
     In training mode every exit is computed. In evaluation mode the early-exit runner predicts
     (and is timed); with gold labels a full pass also gives every exit's own accuracy and the loss.
@@ -58,6 +60,12 @@ class SledgeClassifier(Model):
     confidence_threshold : `float`, optional (default = `1.0`)
         In [0, 1]: 0 always takes the first exit, 1 always runs to the last (no early exit).
         Set at inference: `-o '{"model.confidence_threshold": 0.9}'`.
+    training_strategy : `TrainingStrategy`, optional (default = `joint`)
+        `{"type": "joint"}` (the sum of the exits' losses, the paper), `{"type": "weighted"}` (PABEE:
+        deeper exits weigh more), `{"type": "alternating"}` (BERxiT: the last exit alone on every
+        other step) or `{"type": "detached"}` (DeeBERT's split in one stage: the encoder learns from
+        the last exit alone, the earlier heads from its features). Evaluation losses are always the
+        plain sum.
     label_namespace : `str`, optional (default = `"labels"`)
         Vocabulary namespace of the labels.
     serialization_dir : `str`, optional
@@ -76,6 +84,7 @@ class SledgeClassifier(Model):
         dropout: float = 0.1,
         pooling: str = "cls",
         confidence_threshold: float = 1.0,
+        training_strategy: Optional[TrainingStrategy] = None,  # noqa: UP045 (AllenNLP reads typing.Optional)
         label_namespace: str = "labels",
         serialization_dir: str | None = None,
         **kwargs: Any,
@@ -89,6 +98,7 @@ class SledgeClassifier(Model):
         num_labels = vocab.get_vocab_size(label_namespace)
         self.core = MultiExitClassifier(encoder, layer_indices, num_labels, dropout, pooling)
         self.confidence_threshold = check_threshold(confidence_threshold, "model.confidence_threshold")
+        self.training_strategy = training_strategy or JointStrategy()
         self.label_namespace = label_namespace
         self._accuracy = CategoricalAccuracy()
         self._exit_accuracy = [CategoricalAccuracy() for _ in layer_indices]
@@ -105,7 +115,7 @@ class SledgeClassifier(Model):
         output: dict[str, torch.Tensor] = {}
         all_logits = None
         if self.training:
-            all_logits = self.core(*inputs)
+            all_logits = self.core(*inputs, early_exit_gradient=self.training_strategy.early_exit_gradient)
             logits = all_logits[-1]
             output["probs"] = torch.softmax(logits / self.core.temperatures[-1], dim=-1)
         else:
@@ -124,7 +134,9 @@ class SledgeClassifier(Model):
                     all_logits = self.core(*inputs)
         output["logits"] = logits
         if label is not None and all_logits is not None:
-            output["loss"] = self.core.loss(all_logits, label)
+            output["loss"] = self.training_strategy.loss(
+                all_logits, label, self.core.layer_indices, self.training
+            )
             self._accuracy(logits, label)
             for metric, exit_logits in zip(self._exit_accuracy, all_logits):
                 metric(exit_logits, label)

@@ -109,15 +109,27 @@ class MultiExitClassifier(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        early_exit_gradient: float = 1.0,
     ) -> list[torch.Tensor]:
-        """Every exit's (uncalibrated) logits, running layers 0..last exit once."""
+        """
+        Every exit's (uncalibrated) logits, running layers 0..last exit once.
+
+        `early_exit_gradient` scales the gradient that the exits before the last send into the
+        encoder (their own heads always get their full gradient): 1 trains the encoder with every
+        exit's loss (the paper), 0 with the last exit's alone. Values are unchanged either way.
+        """
         hidden, mask = self.encoder.embed(input_ids, attention_mask, token_type_ids)
-        pooled, logits = [], []
+        pooled, scaled, logits = [], [], []
         for layer in range(self.layer_indices[-1] + 1):
             hidden = self.encoder.layer(layer, hidden, mask)
             pooled.append(self.pool(hidden, attention_mask))
+            if early_exit_gradient != 1.0:
+                detached = pooled[-1].detach()
+                scaled.append(detached + early_exit_gradient * (pooled[-1] - detached))
             if layer in self.layer_indices:
-                logits.append(self.exits[self.layer_indices.index(layer)](pooled))
+                last = layer == self.layer_indices[-1]
+                reads = scaled if scaled and not last else pooled
+                logits.append(self.exits[self.layer_indices.index(layer)](reads))
         return logits
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
