@@ -187,6 +187,9 @@ def summarise(rows: list[dict], trained: dict, data: dict, out: Path) -> dict:
         "sledge_train_seconds": trained["sledge"]["train_seconds"],
         "train_time_ratio_sledge_to_standard": trained["sledge"]["train_seconds"]
         / trained["standard"]["train_seconds"],
+        # Training steps of both models timed side by side in one process (benchmarks/train_cost.py).
+        "train_step_cost": json.loads(cost.read_text())
+        if (cost := out / "train_cost.json").exists() else None,
         "oracle": {"accuracy": oracle["accuracy"], "seconds_per_instance": oracle["seconds_per_instance"]},
         "efficient": {name: {"accuracy": row["accuracy"], "seconds_per_instance": row["seconds_per_instance"],
                              "train_seconds": trained[name]["train_seconds"]}
@@ -215,6 +218,10 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
              f"Machine: {machine()}.", "",
              f"sledge's training strategy: `{args.strategy}` ({json.dumps(STRATEGIES[args.strategy])}); "
              "the baselines have a single exit, which every strategy trains alike.", "",
+             *[f"Also: [{name}]({name}) ({what})." for name, what in (
+                 ("joint/report.md", "the same benchmark with the paper's joint loss"),
+                 ("agnews_strategies.md", "the AG News runs that chose the MiniLM configs' strategy"))
+               if (out / name).exists()], "",
              f"Reproduce: `.venv/bin/python benchmarks/run.py --datasets {' '.join(summaries)} "
              f"--strategy {args.strategy} --out {args.out} "
              f"--timing-instances {args.timing_instances} --repeats {args.repeats}` "
@@ -259,8 +266,15 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
             lines.append(f"| {name} | {trained['layers']} | {trained['train_seconds']:.0f} | "
                          f"{trained['test_accuracy']:.4f} |")
         ratio = summary["train_time_ratio_sledge_to_standard"]
-        lines += ["", f"sledge / standard fine-tuning time: {ratio:.3f}.",
-                  "", "### Difficulty", "", (out / dataset / "difficulty" / "difficulty.md").read_text(),
+        lines += ["", f"sledge / standard fine-tuning time: {ratio:.3f} (whole runs, minutes apart)."]
+        if cost := summary.get("train_step_cost"):
+            steps = cost["seconds_per_step"]
+            lines += ["", f"Side by side (`benchmarks/train_cost.py`: {cost['batches']} training batches, "
+                      f"{cost['instances']} instances, the two models taking turns, median of "
+                      f"{cost['repeats']} rounds after a warm-up): {steps['sledge']:.3f} against "
+                      f"{steps['standard']:.3f} s per step, "
+                      f"ratio **{cost['ratio_sledge_to_standard']:.3f}**."]
+        lines += ["", "### Difficulty", "", (out / dataset / "difficulty" / "difficulty.md").read_text(),
                   f"![confident predictions per label]({dataset}/difficulty/high_confidence.png)",
                   f"![confidence against F1]({dataset}/difficulty/confidence_vs_f1.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

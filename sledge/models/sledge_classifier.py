@@ -32,9 +32,9 @@ def save_backbone(source: str, serialization_dir: str) -> None:
 class SledgeClassifier(Model):
     """
     An early-exit transformer classifier (Schwartz et al. 2020): exits on several layers, trained
-    with the sum of their losses; at inference each instance leaves at the first exit whose
-    calibrated confidence reaches `confidence_threshold`. How the exits' losses are combined in
-    training is the `training_strategy` (the paper's sum by default).
+    together; at inference each instance leaves at the first exit whose calibrated confidence
+    reaches `confidence_threshold`. How the exits' losses are combined in training is the
+    `training_strategy` (the paper's sum by default).
 
     In training mode every exit is computed. In evaluation mode the early-exit runner predicts
     (and is timed); with gold labels a full pass also gives every exit's own accuracy and the loss.
