@@ -119,11 +119,14 @@ class MultiExitClassifier(nn.Module):
         exit's loss (the paper), 0 with the last exit's alone. Values are unchanged either way.
         """
         hidden, mask = self.encoder.embed(input_ids, attention_mask, token_type_ids)
+        # The deepest layer an earlier exit reads, where its gradient is scaled (-1: none is).
+        earlier = early_exit_gradient != 1.0 and len(self.layer_indices) > 1
+        scaled_up_to = self.layer_indices[-2] if earlier else -1
         pooled, scaled, logits = [], [], []
         for layer in range(self.layer_indices[-1] + 1):
             hidden = self.encoder.layer(layer, hidden, mask)
             pooled.append(self.pool(hidden, attention_mask))
-            if early_exit_gradient != 1.0:
+            if layer <= scaled_up_to:
                 detached = pooled[-1].detach()
                 scaled.append(detached + early_exit_gradient * (pooled[-1] - detached))
             if layer in self.layer_indices:

@@ -2,6 +2,7 @@
 
 import torch
 
+from sledge.nn import MultiExitClassifier
 from sledge.training.strategy import TrainingStrategy
 
 
@@ -20,8 +21,8 @@ class AlternatingStrategy(TrainingStrategy):
         self, all_logits: list[torch.Tensor], labels: torch.Tensor, layers: list[int], training: bool
     ) -> torch.Tensor:
         if not training:
-            return torch.stack(self.exit_losses(all_logits, labels)).sum()
+            return MultiExitClassifier.loss(all_logits, labels)
         self.steps += 1
         if self.steps % 2 == 1:
             return torch.nn.functional.cross_entropy(all_logits[-1], labels)
-        return torch.stack(self.exit_losses(all_logits, labels)).sum()
+        return MultiExitClassifier.loss(all_logits, labels)

@@ -1,12 +1,11 @@
 """DeeBERT's division of labour in one stage: the encoder learns from the last exit only."""
 
-import torch
-
+from sledge.training.joint import JointStrategy
 from sledge.training.strategy import TrainingStrategy
 
 
 @TrainingStrategy.register("detached")
-class DetachedStrategy(TrainingStrategy):
+class DetachedStrategy(JointStrategy):
     """
     Xin et al. (2020, DeeBERT) fine-tune the encoder and last exit first, then freeze them and train
     the earlier exits. This strategy does both in the same steps, at no extra cost: the loss is the
@@ -26,8 +25,3 @@ class DetachedStrategy(TrainingStrategy):
                 f"training_strategy.backbone_gradient must lie in [0, 1], got {backbone_gradient}"
             )
         self.early_exit_gradient = backbone_gradient
-
-    def loss(
-        self, all_logits: list[torch.Tensor], labels: torch.Tensor, layers: list[int], training: bool
-    ) -> torch.Tensor:
-        return torch.stack(self.exit_losses(all_logits, labels)).sum()

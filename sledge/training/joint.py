@@ -2,6 +2,7 @@
 
 import torch
 
+from sledge.nn import MultiExitClassifier
 from sledge.training.strategy import TrainingStrategy
 
 
@@ -12,4 +13,4 @@ class JointStrategy(TrainingStrategy):
     def loss(
         self, all_logits: list[torch.Tensor], labels: torch.Tensor, layers: list[int], training: bool
     ) -> torch.Tensor:
-        return torch.stack(self.exit_losses(all_logits, labels)).sum()
+        return MultiExitClassifier.loss(all_logits, labels)

@@ -11,7 +11,7 @@ class TrainingStrategy(Registrable):
     The Model calls `loss` once per batch, in training and in evaluation; `training` says which. A
     strategy that changes over training counts its own training steps (one `loss` call with
     `training=True` is one step). In evaluation every strategy returns the plain sum of the exits'
-    losses, so validation losses compare across strategies.
+    losses (`MultiExitClassifier.loss`), so validation losses compare across strategies.
     """
 
     default_implementation = "joint"
@@ -23,8 +23,3 @@ class TrainingStrategy(Registrable):
     ) -> torch.Tensor:
         """`all_logits[i]` are the logits of the exit on layer `layers[i]`."""
         raise NotImplementedError
-
-    @staticmethod
-    def exit_losses(all_logits: list[torch.Tensor], labels: torch.Tensor) -> list[torch.Tensor]:
-        """Each exit's mean cross-entropy."""
-        return [torch.nn.functional.cross_entropy(logits, labels) for logits in all_logits]

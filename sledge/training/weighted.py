@@ -1,7 +1,9 @@
 """A weighted sum of the exits' losses, deeper exits weighing more (PABEE)."""
 
 import torch
+import torch.nn.functional as F
 
+from sledge.nn import MultiExitClassifier
 from sledge.training.strategy import TrainingStrategy
 
 
@@ -25,13 +27,13 @@ class WeightedStrategy(TrainingStrategy):
     def loss(
         self, all_logits: list[torch.Tensor], labels: torch.Tensor, layers: list[int], training: bool
     ) -> torch.Tensor:
-        losses = torch.stack(self.exit_losses(all_logits, labels))
         if not training:
-            return losses.sum()
+            return MultiExitClassifier.loss(all_logits, labels)
         weights = [layer + 1.0 for layer in layers] if self.weights is None else self.weights
         if len(weights) != len(layers):
             raise ValueError(
                 f"training_strategy.weights has {len(weights)} entries for {len(layers)} exits {layers}"
             )
+        losses = torch.stack([F.cross_entropy(logits, labels) for logits in all_logits])
         w = losses.new_tensor(weights)
         return (w * losses).sum() / w.sum()
