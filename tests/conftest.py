@@ -43,3 +43,49 @@ def build_tiny_bert(directory: Path, num_layers: int = 4, seed: int = 0) -> Path
 def tiny_bert(tmp_path_factory) -> str:
     """Path of a tiny random 4-layer BERT with its tokenizer, built once per test session."""
     return str(build_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+ROOT = FIXTURES.parent
+TRAIN, TEST = FIXTURES / "e2e" / "sst.train", FIXTURES / "e2e" / "sst.test"
+
+
+def allennlp(*args: str) -> None:
+    """Run `allennlp ARGS` in this process (run from ROOT, whose .allennlp_plugins names sledge)."""
+    import sys
+
+    from allennlp.commands import main as allennlp_main
+
+    argv = sys.argv
+    sys.argv = ["allennlp", *args]
+    try:
+        allennlp_main(prog="allennlp")
+    finally:
+        sys.argv = argv
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> dict:
+    """Train the MiniLM SST-2 config with its backbone swapped for a tiny random BERT, which is
+    then deleted: everything after training must work from the archive alone. Read-only for tests."""
+    import json
+    import shutil
+
+    work = tmp_path_factory.mktemp("e2e")
+    backbone = build_tiny_bert(work / "tiny-bert", num_layers=6)
+    overrides = {
+        "dataset_reader.transformer_model": str(backbone),
+        "model.transformer_model": str(backbone),
+        "train_data_path": str(TRAIN),
+        "validation_data_path": str(TEST),
+        "test_data_path": str(TEST),
+        "trainer.num_epochs": 2,
+        "trainer.optimizer.lr": 1e-3,
+        "data_loader.batch_sampler.batch_size": 8,
+    }
+    run = work / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        allennlp("train", str(ROOT / "training_config" / "sst2_minilm.jsonnet"), "-s", str(run),
+                 "--include-package", "sledge", "-o", json.dumps(overrides))
+    shutil.rmtree(backbone)
+    return {"work": work, "run": run, "archive": run / "model.tar.gz"}

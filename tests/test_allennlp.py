@@ -1,7 +1,6 @@
 """End to end through AllenNLP's command line: train, evaluate, predict, calibrate, sweep."""
 
 import json
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -9,45 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from allennlp.commands import main as allennlp_main
 
-from conftest import FIXTURES, build_tiny_bert
-
-ROOT = FIXTURES.parent
-TRAIN, TEST = FIXTURES / "e2e" / "sst.train", FIXTURES / "e2e" / "sst.test"
-
-
-def allennlp(*args: str) -> None:
-    """Run `allennlp ARGS` in this process (the working directory has the .allennlp_plugins file)."""
-    argv = sys.argv
-    sys.argv = ["allennlp", *args]
-    try:
-        allennlp_main(prog="allennlp")
-    finally:
-        sys.argv = argv
+from conftest import ROOT, TEST, allennlp
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, monkeypatch_module) -> dict:
-    """Train the MiniLM SST-2 config with its backbone swapped for a tiny random BERT, which is
-    then deleted: everything after training must work from the archive alone."""
-    work = tmp_path_factory.mktemp("e2e")
-    backbone = build_tiny_bert(work / "tiny-bert", num_layers=6)
-    overrides = {
-        "dataset_reader.transformer_model": str(backbone),
-        "model.transformer_model": str(backbone),
-        "train_data_path": str(TRAIN),
-        "validation_data_path": str(TEST),
-        "test_data_path": str(TEST),
-        "trainer.num_epochs": 2,
-        "trainer.optimizer.lr": 1e-3,
-        "data_loader.batch_sampler.batch_size": 8,
-    }
-    run = work / "run"
-    allennlp("train", str(ROOT / "training_config" / "sst2_minilm.jsonnet"), "-s", str(run),
-             "--include-package", "sledge", "-o", json.dumps(overrides))
-    shutil.rmtree(backbone)
-    return {"work": work, "run": run, "archive": run / "model.tar.gz"}
+def trained(trained_run, monkeypatch_module) -> dict:
+    """The shared trained run (see conftest), with room for what this module's tests add."""
+    return dict(trained_run)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from transformers import AutoTokenizer
 
 import sledge.dataset_readers
 from sledge.dataset_readers import MalformedInputError
+from sledge.errors import SledgeError
 
 DATA = Path(__file__).resolve().parent.parent / "fixtures" / "data"
 
@@ -402,7 +403,7 @@ def test_text_that_is_not_utf8_is_malformed(make, tmp_path, name):
 
 
 def test_imdb_folder_without_pos_or_neg(make):
-    with pytest.raises(FileNotFoundError, match="neither a 'pos' nor a 'neg'"):
+    with pytest.raises(SledgeError, match="neither a 'pos' nor a 'neg'"):
         read(make("imdb"), DATA / "aclImdb")
 
 

@@ -7,14 +7,18 @@ from pathlib import Path
 import torch
 from allennlp.commands.subcommand import Subcommand
 
+from sledge.archival import write_archive
+from sledge.commands.arguments import positive_int
 from sledge.commands.common import (
+    check_inputs,
     device_of,
     exit_logits,
     load_sledge_archive,
     read_labelled,
     tensor_batches,
-    write_archive_with_weights,
 )
+from sledge.errors import SledgeError
+from sledge.files import check_output_file
 from sledge.nn import expected_calibration_error, fit_temperature, negative_log_likelihood
 
 
@@ -30,28 +34,50 @@ class Calibrate(Subcommand):
             "is). Temperatures change confidences only: every prediction stays the same."
         )
         subparser = parser.add_parser(self.name, description=description, help="Calibrate a sledge model.")
-        subparser.add_argument("archive_file", help="the sledge model.tar.gz to calibrate")
+        subparser.add_argument(
+            "archive_file", help="the sledge model.tar.gz (or serialization folder) to calibrate"
+        )
         subparser.add_argument("input_file", help="development data, in the format of the model's reader")
         subparser.add_argument(
             "--output-file",
             help="where to write the calibrated archive (default: calibrated.tar.gz beside the input "
-            "archive); written to a temporary name, then renamed",
+            "archive, or inside the input serialization folder); written to a temporary name, then "
+            "renamed; never the input archive itself",
         )
         subparser.add_argument("--cuda-device", type=int, default=-1, help="GPU id, -1 for the CPU")
-        subparser.add_argument("--batch-size", type=int, default=64, help="batch size of the full pass")
+        subparser.add_argument(
+            "--batch-size", type=positive_int, default=64, help="batch size of the full pass"
+        )
         subparser.set_defaults(func=calibrate_from_args)
         return subparser
 
 
 def calibrate_from_args(args: argparse.Namespace) -> None:
-    output_file = args.output_file or str(Path(args.archive_file).parent / "calibrated.tar.gz")
-    calibrate(args.archive_file, args.input_file, output_file, args.cuda_device, args.batch_size)
+    calibrate(args.archive_file, args.input_file, args.output_file, args.cuda_device, args.batch_size)
+
+
+def default_output(archive_file: str) -> str:
+    """calibrated.tar.gz inside a serialization folder, else beside the archive."""
+    archive = Path(archive_file)
+    return str((archive if archive.is_dir() else archive.parent) / "calibrated.tar.gz")
 
 
 def calibrate(
-    archive_file: str, input_file: str, output_file: str, cuda_device: int = -1, batch_size: int = 64
+    archive_file: str,
+    input_file: str,
+    output_file: str | None = None,
+    cuda_device: int = -1,
+    batch_size: int = 64,
 ) -> list[dict]:
     """Calibrate, print the table, write the calibrated archive; return the table's rows."""
+    check_inputs(archive_file, input_file, cuda_device)
+    output_file = output_file or default_output(archive_file)
+    check_output_file(output_file, "--output-file")
+    if Path(output_file).resolve() == Path(archive_file).resolve():
+        raise SledgeError(
+            f"--output-file {output_file} is the input archive, which calibrate never overwrites; "
+            "give another --output-file"
+        )
     archive = load_sledge_archive(archive_file, cuda_device)
     model = archive.model
     instances = read_labelled(archive, input_file)
@@ -75,8 +101,8 @@ def calibrate(
         )
     model.core.temperatures.copy_(torch.tensor([row["temperature"] for row in rows]))
     report = {"data": input_file, "instances": len(instances), "exits": rows}
-    write_archive_with_weights(
-        archive_file, model, output_file, {"calibration.json": json.dumps(report, indent=2)}
+    write_archive(
+        archive_file, output_file, model.state_dict(), {"calibration.json": json.dumps(report, indent=2)}
     )
     print(f"calibrated on {len(instances)} instances of {input_file}")
     print(f"{'exit layer':>10} {'T':>7} {'accuracy':>9} {'NLL before':>11} {'NLL after':>10} "

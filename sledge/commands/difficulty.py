@@ -2,21 +2,22 @@
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 from allennlp.commands.subcommand import Subcommand
 
+from sledge.commands.arguments import unit_float
 from sledge.commands.common import (
+    check_inputs,
     device_of,
     exit_logits,
     figure_png,
     load_sledge_archive,
     read_labelled,
     tensor_batches,
-    write_atomically,
 )
+from sledge.files import check_output_dir, write_files
 from sledge.nn.difficulty import difficulty_tables
 
 
@@ -36,7 +37,7 @@ class Difficulty(Subcommand):
         subparser.add_argument("archive_file", help="a calibrated sledge model.tar.gz")
         subparser.add_argument("input_file", help="labelled data, in the format of the model's reader")
         subparser.add_argument("--output-dir", required=True, help="where the tables and plots go")
-        subparser.add_argument("--high", type=float, default=0.9, help="the 'confident' threshold")
+        subparser.add_argument("--high", type=unit_float, default=0.9, help="the 'confident' threshold")
         subparser.add_argument("--cuda-device", type=int, default=-1, help="GPU id, -1 for the CPU")
         subparser.set_defaults(func=lambda args: difficulty(
             args.archive_file, args.input_file, args.output_dir, args.high, args.cuda_device))
@@ -45,6 +46,8 @@ class Difficulty(Subcommand):
 
 def difficulty(archive_file: str, input_file: str, output_dir: str, high: float = 0.9,
                cuda_device: int = -1) -> dict:
+    check_inputs(archive_file, input_file, cuda_device)
+    check_output_dir(output_dir, "--output-dir")
     archive = load_sledge_archive(archive_file, cuda_device)
     model = archive.model
     instances = read_labelled(archive, input_file)
@@ -55,13 +58,9 @@ def difficulty(archive_file: str, input_file: str, output_dir: str, high: float 
     labels = [model.vocab.get_token_from_index(i, "labels") for i in range(probs.shape[-1])]
     report = {"archive": archive_file, "data": input_file, "instances": len(instances), "high": high,
               "exit_layers": model.core.layer_indices, "labels": labels, **tables}
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     markdown = to_markdown(report)
-    write_atomically(out / "difficulty.json", json.dumps(report, indent=2).encode())
-    write_atomically(out / "difficulty.md", markdown.encode())
-    for name, figure in plots(report).items():
-        write_atomically(out / name, figure)
+    files = {"difficulty.json": json.dumps(report, indent=2).encode(), "difficulty.md": markdown.encode()}
+    write_files(output_dir, {**files, **plots(report)})
     print(markdown)
     return report
 

@@ -14,7 +14,9 @@ import torch
 from allennlp.commands.subcommand import Subcommand
 from tqdm import tqdm
 
+from sledge.commands.arguments import positive_int, unit_float
 from sledge.commands.common import (
+    check_inputs,
     device_of,
     exit_logits,
     figure_png,
@@ -22,9 +24,10 @@ from sledge.commands.common import (
     load_sledge_archive,
     read_labelled,
     tensor_batches,
-    write_atomically,
 )
-from sledge.nn import early_exit, exits_at_threshold, oracle_exits
+from sledge.errors import SledgeError
+from sledge.files import check_input_path, check_output_dir, write_files
+from sledge.nn import check_threshold, early_exit, exits_at_threshold, oracle_exits
 
 PAPER_THRESHOLDS = [0.0] + [round(0.55 + 0.05 * i, 2) for i in range(10)]  # 0, 0.55, 0.6, ..., 1.0
 
@@ -47,7 +50,7 @@ class Sweep(Subcommand):
         subparser.add_argument("input_file", help="labelled evaluation data, in the model reader's format")
         subparser.add_argument("--output-dir", required=True, help="where sweep.json/.csv/.png go")
         subparser.add_argument(
-            "--thresholds", type=float, nargs="+", default=PAPER_THRESHOLDS,
+            "--thresholds", type=unit_float, nargs="+", default=PAPER_THRESHOLDS,
             help="confidence thresholds (default: 0 and 0.55 to 1.0 in steps of 0.05, as the paper)",
         )
         subparser.add_argument(
@@ -55,10 +58,14 @@ class Sweep(Subcommand):
             help="a baseline model archive (repeatable), e.g. standard=runs/l5/model.tar.gz; the one "
             "whose exit is deepest is the standard baseline that times are relative to",
         )
-        subparser.add_argument("--batch-size", type=int, default=32, help="batch size of batched timing")
-        subparser.add_argument("--repeats", type=int, default=3, help="timed repeats (median is reported)")
         subparser.add_argument(
-            "--timing-instances", type=int, default=500,
+            "--batch-size", type=positive_int, default=32, help="batch size of batched timing"
+        )
+        subparser.add_argument(
+            "--repeats", type=positive_int, default=3, help="timed repeats (median is reported)"
+        )
+        subparser.add_argument(
+            "--timing-instances", type=positive_int, default=500,
             help="time on a seeded random sample of this many instances (all if fewer); accuracy always "
             "uses every instance",
         )
@@ -72,7 +79,12 @@ def sweep_from_args(args: argparse.Namespace) -> None:
     baselines = {}
     for spec in args.baseline:
         name, _, path = spec.rpartition("=")
-        baselines[name or Path(path).parent.name] = path
+        if not path:
+            raise SledgeError(f"--baseline {spec!r}: give [NAME=]ARCHIVE")
+        name = name or Path(path).parent.name
+        if name in baselines:
+            raise SledgeError(f"--baseline: two baselines are named {name!r}; name them with NAME=ARCHIVE")
+        baselines[name] = path
     rows = sweep(
         args.archive_file, args.input_file, args.output_dir, args.thresholds, baselines,
         args.cuda_device, args.batch_size, args.repeats, args.timing_instances, args.seed,
@@ -125,6 +137,18 @@ def sweep(
     seed: int = 0,
 ) -> list[dict]:
     """Run the sweep; write sweep.json, sweep.csv, sweep.png to `output_dir`; return the rows."""
+    check_inputs(archive_file, input_file, cuda_device)
+    for name, path in (baselines or {}).items():
+        check_input_path(path, f"--baseline {name}")
+    check_output_dir(output_dir, "--output-dir")
+    for option, value in (("--batch-size", batch_size), ("--repeats", repeats),
+                          ("--timing-instances", timing_instances)):
+        if value < 1:
+            raise SledgeError(f"{option} must be at least 1, got {value}")
+    if not thresholds:
+        raise SledgeError("--thresholds: give at least one threshold")
+    for threshold in thresholds:
+        check_threshold(threshold, "--thresholds")
     device = device_of(cuda_device)
     archive = load_sledge_archive(archive_file, cuda_device)
     model = archive.model
@@ -251,8 +275,7 @@ CSV_COLUMNS = [
 
 def write_outputs(rows: list[dict], info: dict, output_dir: Path) -> None:
     """sweep.json ({"info", "rows"}), sweep.csv (one line a row, exit shares as columns), sweep.png."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(output_dir / "sweep.json", json.dumps({"info": info, "rows": rows}, indent=2).encode())
+    report = json.dumps({"info": info, "rows": rows}, indent=2).encode()
     share_columns = [f"exit_share_layer_{layer}" for layer in info["exit_layers"]]
     text = io.StringIO()
     writer = csv.DictWriter(text, CSV_COLUMNS + share_columns, extrasaction="ignore")
@@ -260,8 +283,8 @@ def write_outputs(rows: list[dict], info: dict, output_dir: Path) -> None:
     for row in rows:
         shares = {f"exit_share_layer_{layer}": share for layer, share in row.get("exit_shares", {}).items()}
         writer.writerow({**row, **shares})
-    write_atomically(output_dir / "sweep.csv", text.getvalue().encode())
-    write_atomically(output_dir / "sweep.png", plot(rows, info))
+    files = {"sweep.json": report, "sweep.csv": text.getvalue().encode(), "sweep.png": plot(rows, info)}
+    write_files(output_dir, files)
 
 
 def plot(rows: list[dict], info: dict, title: str | None = None) -> bytes:

@@ -34,6 +34,8 @@ class AgNewsReader(SledgeReader):
         The backbone whose tokenizer to use: a HuggingFace name or directory.
     max_length : `int`, optional (default = `128`)
         Token sequences (special tokens included) are truncated to this length.
+    dev_fraction, split_seed : optional
+        The `#train` / `#dev` split of a file without a development set (see `SledgeReader`).
     serialization_dir : `str`, optional
         Passed by AllenNLP when a model is loaded from an archive (see `SledgeReader`).
     **kwargs
@@ -62,7 +64,7 @@ class AgNewsReader(SledgeReader):
                 if number not in AG_NEWS_CLASSES:
                     raise MalformedInputError(file_path, line_number, f"class {number!r} is not one of 1..4")
                 text = f"{_unescape(title)} {_unescape(description)}"
-                yield Example(text, None, AG_NEWS_CLASSES[number])
+                yield Example(text, None, AG_NEWS_CLASSES[number], file_path, line_number)
 
 
 def _unescape(text: str) -> str:

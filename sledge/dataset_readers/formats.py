@@ -5,15 +5,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sledge.dataset_readers.base import MalformedInputError
+from sledge.errors import MalformedInputError
 
 
 class Example(NamedTuple):
-    """One parsed example, before tokenization: what `SledgeReader.text_to_instance` takes."""
+    """One parsed example before tokenization (what `SledgeReader.text_to_instance` takes), and its place."""
 
     text: str
     text_pair: str | None
     label: str | None
+    file: str | Path | None = None
+    line: int | None = None
 
 
 def numbered_lines(local_path: str | Path, file_path: str | Path) -> Iterator[tuple[int, str]]:
@@ -137,4 +139,4 @@ def nli_jsonl_examples(
             label = None
         if label == NO_GOLD_LABEL:
             continue
-        yield Example(premise, hypothesis, label)
+        yield Example(premise, hypothesis, label, file_path, line_number)

@@ -27,6 +27,8 @@ class GlueSst2Reader(SledgeReader):
         The backbone whose tokenizer to use: a HuggingFace name or directory.
     max_length : `int`, optional (default = `128`)
         Token sequences (special tokens included) are truncated to this length.
+    dev_fraction, split_seed : optional
+        The `#train` / `#dev` split of a file without a development set (see `SledgeReader`).
     serialization_dir : `str`, optional
         Passed by AllenNLP when a model is loaded from an archive (see `SledgeReader`).
     **kwargs
@@ -38,4 +40,4 @@ class GlueSst2Reader(SledgeReader):
         for line_number, row in headed_tsv(local_path, file_path, required=["sentence"]):
             sentence = non_empty(file_path, line_number, row["sentence"], "sentence")
             label = non_empty(file_path, line_number, row["label"], "label") if "label" in row else None
-            yield Example(sentence, None, label)
+            yield Example(sentence, None, label, file_path, line_number)

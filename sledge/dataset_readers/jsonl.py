@@ -39,6 +39,8 @@ class JsonlReader(SledgeReader):
         The field holding the label; `None` reads no labels at all.
     max_length : `int`, optional (default = `128`)
         Token sequences (special tokens included) are truncated to this length.
+    dev_fraction, split_seed : optional
+        The `#train` / `#dev` split of a file without a development set (see `SledgeReader`).
     serialization_dir : `str`, optional
         Passed by AllenNLP when a model is loaded from an archive (see `SledgeReader`).
     **kwargs
@@ -60,6 +62,7 @@ class JsonlReader(SledgeReader):
         )
         self.text_field = text_field
         self.text_pair_field = text_pair_field
+        self.text_pairs = text_pair_field is not None
         self.label_field = label_field
 
     def _examples(self, local_path: str, file_path: str | Path) -> Iterator[Example]:
@@ -76,4 +79,4 @@ class JsonlReader(SledgeReader):
                 if self.label_field is None
                 else optional_label(file_path, line_number, record, self.label_field)
             )
-            yield Example(text, text_pair, label)
+            yield Example(text, text_pair, label, file_path, line_number)

@@ -43,11 +43,15 @@ class MnliReader(SledgeReader):
     max_length : `int`, optional (default = `128`)
         Token sequences (special tokens included) are truncated to this length; the longer text of a
         pair is cut first.
+    dev_fraction, split_seed : optional
+        The `#train` / `#dev` split of a file without a development set (see `SledgeReader`).
     serialization_dir : `str`, optional
         Passed by AllenNLP when a model is loaded from an archive (see `SledgeReader`).
     **kwargs
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
+
+    text_pairs = True
 
     def _examples(self, local_path: str, file_path: str | Path) -> Iterator[Example]:
         if _is_jsonl(local_path, file_path):
@@ -65,7 +69,7 @@ class MnliReader(SledgeReader):
             )
             if label == NO_GOLD_LABEL:
                 continue
-            yield Example(row["sentence1"], row["sentence2"], label)
+            yield Example(row["sentence1"], row["sentence2"], label, file_path, line_number)
 
 
 def _is_jsonl(local_path: str, file_path: str | Path) -> bool:

@@ -29,11 +29,15 @@ class SledgehammerTsvReader(SledgeReader):
         The backbone whose tokenizer to use: a HuggingFace name or directory.
     max_length : `int`, optional (default = `128`)
         Token sequences (special tokens included) are truncated to this length.
+    dev_fraction, split_seed : optional
+        The `#train` / `#dev` split of a file without a development set (see `SledgeReader`).
     serialization_dir : `str`, optional
         Passed by AllenNLP when a model is loaded from an archive (see `SledgeReader`).
     **kwargs
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
+
+    text_pairs = None
 
     @staticmethod
     def _examples(local_path: str, file_path: str | Path) -> Iterator[Example]:
@@ -60,4 +64,4 @@ class SledgehammerTsvReader(SledgeReader):
             text_pair = (
                 non_empty(file_path, line_number, fields[2], "hypothesis") if len(fields) == 3 else None
             )
-            yield Example(text, text_pair, label)
+            yield Example(text, text_pair, label, file_path, line_number)

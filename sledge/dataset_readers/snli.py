@@ -27,11 +27,15 @@ class SnliReader(SledgeReader):
     max_length : `int`, optional (default = `128`)
         Token sequences (special tokens included) are truncated to this length; the longer text of a
         pair is cut first.
+    dev_fraction, split_seed : optional
+        The `#train` / `#dev` split of a file without a development set (see `SledgeReader`).
     serialization_dir : `str`, optional
         Passed by AllenNLP when a model is loaded from an archive (see `SledgeReader`).
     **kwargs
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
+
+    text_pairs = True
 
     @staticmethod
     def _examples(local_path: str, file_path: str | Path) -> Iterator[Example]:

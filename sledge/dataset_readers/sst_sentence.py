@@ -25,6 +25,8 @@ class SstSentenceReader(SledgeReader):
         The backbone whose tokenizer to use: a HuggingFace name or directory.
     max_length : `int`, optional (default = `128`)
         Token sequences (special tokens included) are truncated to this length.
+    dev_fraction, split_seed : optional
+        The `#train` / `#dev` split of a file without a development set (see `SledgeReader`).
     serialization_dir : `str`, optional
         Passed by AllenNLP when a model is loaded from an archive (see `SledgeReader`).
     **kwargs
@@ -43,4 +45,5 @@ class SstSentenceReader(SledgeReader):
                 raise MalformedInputError(
                     file_path, line_number, f"the label {label!r} is not an integer"
                 ) from None
-            yield Example(non_empty(file_path, line_number, sentence, "sentence"), None, label)
+            sentence = non_empty(file_path, line_number, sentence, "sentence")
+            yield Example(sentence, None, label, file_path, line_number)

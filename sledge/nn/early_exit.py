@@ -4,13 +4,16 @@ from dataclasses import dataclass
 
 import torch
 
+from sledge.errors import SledgeError
 from sledge.nn.model import MultiExitClassifier
 
 
 def check_threshold(threshold: float, name: str = "confidence_threshold") -> float:
-    """Return `threshold` as a float, or raise a clear error if it is not in [0, 1]."""
+    """`threshold` as a float; a clear error (naming `name`) if it is not a number in [0, 1]."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise SledgeError(f"{name} must be a number in [0, 1], got {threshold!r}")
     if not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {threshold}")
+        raise SledgeError(f"{name} must lie in [0, 1], got {threshold}")
     return float(threshold)
 
 

@@ -4,6 +4,7 @@ from allennlp.common.util import JsonDict
 from allennlp.data import Instance
 from allennlp.predictors import Predictor
 
+from sledge.errors import SledgeError
 from sledge.nn import check_threshold
 
 
@@ -34,17 +35,40 @@ class SledgePredictor(Predictor):
         """Change the confidence threshold of the model in use."""
         self._model.confidence_threshold = check_threshold(threshold, "confidence_threshold")  # type: ignore
 
-    def _json_to_instance(self, json_dict: JsonDict) -> Instance:
-        if "sentence" in json_dict:
-            return self._dataset_reader.text_to_instance(json_dict["sentence"])  # type: ignore[call-arg]
-        if "premise" in json_dict and "hypothesis" in json_dict:
-            return self._dataset_reader.text_to_instance(  # type: ignore[call-arg]
-                json_dict["premise"], json_dict["hypothesis"]
-            )
-        raise ValueError(
-            f"a sledge input needs a 'sentence' key, or 'premise' and 'hypothesis' keys; got keys "
-            f"{sorted(json_dict)}"
+    def check_json(self, json_dict: JsonDict) -> tuple[str, str | None]:
+        """
+        The text (and second text) of one input, or a `SledgeError` naming the key: the input must be
+        a JSON object with a non-empty string `sentence` for a model of single texts, or non-empty
+        strings `premise` and `hypothesis` for a model of text pairs (a reader that takes both, such
+        as `sledgehammer_tsv`, accepts either). Other keys are ignored.
+        """
+        if not isinstance(json_dict, dict):
+            raise SledgeError(f"expected a JSON object, found {type(json_dict).__name__}")
+        pairs = getattr(self._dataset_reader, "text_pairs", None)
+        single, pair = "sentence" in json_dict, "premise" in json_dict or "hypothesis" in json_dict
+        if single and pair:
+            raise SledgeError("give either 'sentence', or 'premise' and 'hypothesis', not both")
+        if single:
+            if pairs is True:
+                raise SledgeError(
+                    "key 'sentence': this model reads text pairs; give 'premise' and 'hypothesis'"
+                )
+            return _text(json_dict, "sentence"), None
+        if pair:
+            if pairs is False:
+                present = [key for key in ("premise", "hypothesis") if key in json_dict]
+                raise SledgeError(
+                    f"key {present[0]!r}: this model reads single texts; give 'sentence' instead"
+                )
+            return _text(json_dict, "premise"), _text(json_dict, "hypothesis")
+        raise SledgeError(
+            "a sledge input needs the key 'sentence' (single texts) or 'premise' and 'hypothesis' "
+            f"(pairs); got keys {sorted(json_dict)}"
         )
+
+    def _json_to_instance(self, json_dict: JsonDict) -> Instance:
+        text, text_pair = self.check_json(json_dict)
+        return self._dataset_reader.text_to_instance(text, text_pair)  # type: ignore[call-arg]
 
     def predict_json(self, inputs: JsonDict) -> JsonDict:
         return self._keep_public(super().predict_json(inputs))
@@ -56,3 +80,16 @@ class SledgePredictor(Predictor):
     def _keep_public(output: JsonDict) -> JsonDict:
         keys = ("label", "probs", "exit_layer", "exit_index", "confidence")
         return {key: output[key] for key in keys}
+
+
+def _text(json_dict: JsonDict, key: str) -> str:
+    """`json_dict[key]`, which must be a non-empty string."""
+    if key not in json_dict:
+        raise SledgeError(f"missing key {key!r}")
+    value = json_dict[key]
+    if not isinstance(value, str):
+        found = "null" if value is None else type(value).__name__
+        raise SledgeError(f"key {key!r} must be a string, found {found}")
+    if not value.strip():
+        raise SledgeError(f"key {key!r} is empty")
+    return value

@@ -1,0 +1,111 @@
+"""Writing outputs so that nothing is half-written: a temporary name beside the target, renamed on success."""
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import IO
+
+from sledge.errors import SledgeError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def partial_path(path: str | Path) -> Iterator[str]:
+    """
+    The name of a new, empty temporary file beside `path`; when the block ends without an error the
+    file is renamed to `path` (atomically: readers see the old file or the new one, never a part),
+    else it is removed and `path` is left as it was. Concurrent writers each rename a complete file.
+    """
+    target = Path(path)
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    os.close(handle)
+    try:
+        yield partial
+        os.chmod(partial, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+@contextmanager
+def replaced_on_success(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """`partial_path`, opened in `mode`."""
+    with partial_path(path) as partial, open(partial, mode) as file:
+        yield file
+
+
+def write_atomically(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` through `replaced_on_success`."""
+    with replaced_on_success(path, "wb") as file:
+        file.write(data)
+
+
+def check_input_path(path: str | Path, option: str, file: bool = False) -> None:
+    """
+    Before any computation: the local file or folder (a file, with `file`) named by `option` exists.
+    URLs are left to `cached_path`; a data path with a split selector (`train.csv#dev`) is checked
+    without it.
+    """
+    text = str(path)
+    if "://" in text:
+        return
+    if not os.path.exists(text) and "#" in text and os.path.exists(text.rpartition("#")[0]):
+        text = text.rpartition("#")[0]
+    if not os.path.exists(text):
+        raise SledgeError(f"{option}: {path} does not exist")
+    if file and os.path.isdir(text):
+        raise SledgeError(f"{option}: {path} is a folder, not a file")
+
+
+def check_output_file(path: str | Path, option: str) -> None:
+    """
+    Before any computation: `path` (named by `option`) can be written, i.e. it is not a folder and the
+    nearest existing folder above it is writable (missing folders are created only when writing).
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise SledgeError(f"{option}: {path} is a folder, not a file")
+    _check_writable_parent(target, option)
+
+
+def check_output_dir(path: str | Path, option: str) -> None:
+    """Before any computation: the folder `path` (named by `option`) exists writable or can be created."""
+    target = Path(path)
+    if target.exists():
+        if not target.is_dir():
+            raise SledgeError(f"{option}: {path} exists and is not a folder")
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise SledgeError(f"{option}: the folder {path} is not writable")
+        return
+    _check_writable_parent(target, option)
+
+
+def _check_writable_parent(target: Path, option: str) -> None:
+    parent = target.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SledgeError(f"{option}: cannot create {target}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SledgeError(f"{option}: cannot write {target}: the folder {parent} is not writable")
+
+
+def write_files(directory: str | Path, files: dict[str, bytes]) -> None:
+    """
+    Write every file of `files` (name -> bytes) into `directory` (created if missing): all are written
+    to temporary names first and renamed only once every one is complete, so a failure leaves the
+    earlier versions of all of them.
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        for name, data in files.items():
+            Path(stack.enter_context(partial_path(folder / name))).write_bytes(data)
