@@ -24,6 +24,7 @@ def partial_path(path: str | Path) -> Iterator[str]:
     else it is removed and `path` is left as it was. Concurrent writers each rename a complete file.
     """
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     os.close(handle)
     try:
