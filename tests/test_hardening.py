@@ -240,7 +240,7 @@ def test_predict_replaces_an_output_only_with_a_complete_one(trained_run, tmp_pa
     assert oct(output.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
     nested = tmp_path / "new" / "folder" / "out.jsonl"
-    assert predict(trained_run["archive"], tmp_path / "in.jsonl", nested) == rows
+    assert predict(trained_run["archive"], tmp_path / "in.jsonl", nested, "--batch-size", "8") == rows
 
 
 def _umask() -> int:
