@@ -113,7 +113,8 @@ def test_sweep_writes_its_table_and_plot(trained):
     baseline = next(row for row in rows if row["kind"] == "baseline")
     assert baseline["relative_time"] == 1.0 and baseline["accuracy"] == curve[-1]["accuracy"]
     assert (output / "sweep.png").read_bytes()[:4] == b"\x89PNG"
-    assert (output / "sweep.csv").read_text().splitlines()[0].startswith("kind,name,threshold,accuracy")
+    header = (output / "sweep.csv").read_text().splitlines()[0]
+    assert header.startswith("kind,name,policy,setting,value,threshold,accuracy,average_exit_layer")
 
 
 def test_the_plugin_subcommands_are_found_from_the_command_line():

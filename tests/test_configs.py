@@ -12,7 +12,8 @@ import sledge  # noqa: F401  (registers the components)
 from conftest import build_tiny_bert
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "training_config").glob("*.jsonnet"))
-PAPER = {"agnews", "imdb", "sst2", "snli", "mnli"}
+PAPER = {"agnews", "imdb", "sst2", "snli", "mnli", "stsb", "sick"}
+REGRESSION = {"stsb", "sick"}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,10 @@ def test_config_parses_and_builds(path, tiny_24_layers):
     vocab = Vocabulary(tokens_to_add={"labels": ["a", "b", "c"]})
     model = Model.from_params(vocab=vocab, params=params.pop("model"))
     assert model.core.layer_indices == raw["model"]["layer_indices"]
-    assert model.core.exits[-1].classifier.out_features == 3
+    regression = path.stem.split("_")[0] in REGRESSION
+    assert model.core.exits[-1].classifier.out_features == (1 if regression else 3)
+    assert model.core.regression == regression and (model.core.lte is not None) == regression
+    assert raw["trainer"]["validation_metric"] == ("+pearson" if regression else "+accuracy")
 
 
 @pytest.mark.parametrize("layers", [[0], [4], [12], [23]])

@@ -26,6 +26,8 @@ READERS = {
     "rte": sledge.dataset_readers.RteReader,
     "sledgehammer_tsv": sledge.dataset_readers.SledgehammerTsvReader,
     "jsonl": sledge.dataset_readers.JsonlReader,
+    "stsb": sledge.dataset_readers.StsbReader,
+    "sick": sledge.dataset_readers.SickReader,
 }
 
 
@@ -87,6 +89,53 @@ def test_package_exports_every_reader():
 
 # ----------------------------------------------------------------------------------------------------------
 # Each format
+
+
+def test_stsb_reads_pairs_and_float_scores_and_ignores_license_fields(make, tokenizer):
+    path = DATA / "stsb" / "sts-train.csv"
+    instances = read(make("stsb"), path)
+    rows = [line.split("\t") for line in non_blank_lines(path)]
+    assert len(instances) == len(rows) == 5 and len(rows[-1]) == 9  # the last line has license fields
+    assert texts(instances[0]) == ("A plane is taking off.", "An air plane is taking off.")
+    assert [float(i["label"].tensor) for i in instances] == pytest.approx([float(r[4]) for r in rows])
+    assert instances[0]["label"].tensor.dtype.is_floating_point
+    assert texts(instances[-1]) == (rows[-1][5], rows[-1][6])
+    check_tokens(instances[0], tokenizer, "A plane is taking off.", "An air plane is taking off.")
+
+
+def test_stsb_malformed_score_names_file_and_line(make):
+    path = DATA / "stsb" / "sts-train.malformed.csv"
+    with pytest.raises(MalformedInputError, match=rf"^{path}, line 3: the score 'five' is not a number$"):
+        read(make("stsb"), path)
+
+
+@pytest.mark.parametrize("target", ["relatedness", "entailment"])
+def test_sick_serves_the_relatedness_score_or_the_entailment_label(make, target):
+    path = DATA / "sick" / "SICK_trial.txt"
+    instances = read(make("sick", target=target), path)
+    assert len(instances) == 4
+    assert texts(instances[1]) == ("A dog is running on the grass", "A dog is running on the grass outside")
+    if target == "relatedness":
+        assert [float(i["label"].tensor) for i in instances] == pytest.approx([4.5, 4.9, 3.6, 1.1])
+    else:
+        assert [label(i) for i in instances] == ["NEUTRAL", "ENTAILMENT", "CONTRADICTION", "NEUTRAL"]
+
+
+def test_sick_malformed_files_name_file_and_line(make, tmp_path):
+    path = DATA / "sick" / "SICK_train.malformed.txt"
+    with pytest.raises(MalformedInputError, match=rf"^{path}, line 3: entailment_judgment 'MAYBE' is not"):
+        read(make("sick", target="entailment"), path)
+    out_of_range = tmp_path / "SICK_test_annotated.txt"
+    out_of_range.write_text("pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\n"
+                            "7\tA b\tC d\t5.5\tNEUTRAL\n")
+    with pytest.raises(MalformedInputError, match=r"line 2: the score 5.5 is outside \[1, 5\]"):
+        read(make("sick"), out_of_range)
+    headless = tmp_path / "headless.txt"
+    headless.write_text("pair_ID\tsentence_A\tsentence_B\n1\ta\tb\n")
+    with pytest.raises(MalformedInputError, match="line 1: the header lacks the column.s. relatedness_score"):
+        read(make("sick"), headless)
+    with pytest.raises(SledgeError, match="dataset_reader.target must be one of relatedness, entailment"):
+        make("sick", target="score")
 
 
 def test_sst_sentence(make, tokenizer):

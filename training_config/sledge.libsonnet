@@ -41,6 +41,15 @@
     warmup_steps: 50,
   },
 
+  // Regression (STS-B, SICK relatedness): one score per exit, Pearson as the validation metric, and
+  // BERxiT's learning-to-exit module, so the `learned` exit policy applies (a regression model has no
+  // confidence to threshold).
+  regression:: {
+    regression: true,
+    learn_to_exit: true,
+    validation_metric: '+pearson',
+  },
+
   config(p):: {
     local reader = p.reader { transformer_model: p.transformer_model, max_length: p.max_length },
     dataset_reader: reader,
@@ -55,13 +64,15 @@
       pooling: p.pooling,
       dropout: p.dropout,
       training_strategy: p.training_strategy,
+      [if std.objectHas(p, 'regression') then 'regression']: p.regression,
+      [if std.objectHas(p, 'learn_to_exit') then 'learn_to_exit']: p.learn_to_exit,
     },
     data_loader: {
       batch_sampler: { type: 'bucket', batch_size: p.batch_size, sorting_keys: ['tokens'] },
     },
     trainer: {
       num_epochs: p.num_epochs,
-      validation_metric: '+accuracy',
+      validation_metric: std.get(p, 'validation_metric', '+accuracy'),
       // HuggingFace AdamW; the heads of the exits before the last learn at early_exit_lr where given.
       optimizer: {
         type: 'sledge_adamw',

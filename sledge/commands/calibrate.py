@@ -80,6 +80,11 @@ def calibrate(
         )
     archive = load_sledge_archive(archive_file, cuda_device)
     model = archive.model
+    if model.core.regression:
+        raise SledgeError(
+            f"{archive_file} is a regression model: temperature scaling calibrates class "
+            "probabilities, and a regression model has none (its learned exit policy needs no calibration)"
+        )
     instances = read_labelled(archive, input_file)
     batches = tensor_batches(instances, archive, batch_size, device_of(cuda_device))
     logits, labels = exit_logits(model, batches)

@@ -62,13 +62,32 @@ def inputs_of(batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | N
 
 
 @torch.no_grad()
+def full_pass(model: SledgeClassifier, batches: list[dict], desc: str = "full pass") -> tuple:
+    """
+    Every exit's uncalibrated logits, (num_exits, N, num_labels); the LTE module's certainties,
+    (num_exits, N), or None; and the gold labels, (N,).
+    """
+    per_batch, certainties, labels = [], [], []
+    for batch in tqdm(batches, desc=desc, leave=False):
+        logits, certainty = model.core.forward_all(*inputs_of(batch))
+        per_batch.append(torch.stack(logits).float().cpu())
+        if certainty is not None:
+            certainties.append(torch.stack(certainty).float().cpu())
+        labels.append(batch["label"].cpu())
+    certainty = torch.cat(certainties, dim=1) if certainties else None
+    return torch.cat(per_batch, dim=1), certainty, torch.cat(labels)
+
+
 def exit_logits(model: SledgeClassifier, batches: list[dict], desc: str = "full pass") -> tuple:
     """Every exit's uncalibrated logits, (num_exits, N, num_labels), and the gold labels, (N,)."""
-    per_batch, labels = [], []
-    for batch in tqdm(batches, desc=desc, leave=False):
-        per_batch.append(torch.stack(model.core(*inputs_of(batch))).float().cpu())
-        labels.append(batch["label"].cpu())
-    return torch.cat(per_batch, dim=1), torch.cat(labels)
+    logits, _, labels = full_pass(model, batches, desc)
+    return logits, labels
+
+
+def classification_only(model: SledgeClassifier, what: str) -> None:
+    """A clear error where a command has no meaning for a regression model."""
+    if model.core.regression:
+        raise SledgeError(f"{what} applies to classification models; this one is a regression model")
 
 
 def device_of(cuda_device: int) -> torch.device:

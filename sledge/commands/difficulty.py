@@ -10,6 +10,7 @@ from allennlp.commands.subcommand import Subcommand
 from sledge.commands.arguments import unit_float
 from sledge.commands.common import (
     check_inputs,
+    classification_only,
     device_of,
     exit_logits,
     figure_png,
@@ -50,6 +51,7 @@ def difficulty(archive_file: str, input_file: str, output_dir: str, high: float 
     check_output_dir(output_dir, "--output-dir")
     archive = load_sledge_archive(archive_file, cuda_device)
     model = archive.model
+    classification_only(model, "allennlp difficulty (confidence, labels and F1)")
     instances = read_labelled(archive, input_file)
     logits, gold = exit_logits(model, tensor_batches(instances, archive, 64, device_of(cuda_device)))
     probs = torch.softmax(logits / model.core.temperatures.cpu()[:, None, None], dim=-1).numpy()

@@ -1,4 +1,4 @@
-"""`allennlp sweep`: the speed/accuracy curve of a sledge model over confidence thresholds."""
+"""`allennlp sweep`: the speed/accuracy curves of a sledge model over the settings of its exit policies."""
 
 import argparse
 import csv
@@ -12,14 +12,15 @@ from pathlib import Path
 
 import torch
 from allennlp.commands.subcommand import Subcommand
+from scipy import stats
 from tqdm import tqdm
 
 from sledge.commands.arguments import positive_int, unit_float
 from sledge.commands.common import (
     check_inputs,
     device_of,
-    exit_logits,
     figure_png,
+    full_pass,
     inputs_of,
     load_sledge_archive,
     read_labelled,
@@ -27,31 +28,53 @@ from sledge.commands.common import (
 )
 from sledge.errors import SledgeError
 from sledge.files import check_input_path, check_output_dir, write_files
-from sledge.nn import check_threshold, early_exit, exits_at_threshold, oracle_exits
+from sledge.nn import (
+    POLICIES,
+    ConfidencePolicy,
+    ExitPolicy,
+    check_threshold,
+    early_exit,
+    full_pass_views,
+    oracle_exits,
+    simulate_exits,
+)
 
 PAPER_THRESHOLDS = [0.0] + [round(0.55 + 0.05 * i, 2) for i in range(10)]  # 0, 0.55, 0.6, ..., 1.0
+ENTROPY_THRESHOLDS = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.0]
 
 
 @Subcommand.register("sweep")
 class Sweep(Subcommand):
-    """Measure accuracy, exits and wall-clock time of a sledge model at each confidence threshold."""
+    """Measure the speed/accuracy curve of a sledge model over the settings of one or more exit policies."""
 
     def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description = (
-            "For each confidence threshold: accuracy, average exit layer and exit shares (from one full "
-            "pass over the data), and measured wall-clock time of real early-exit inference: seconds per "
-            "instance at batch size 1 and instances per second batched (medians over repeats after a "
-            "warm-up). Adds the oracle and any baseline archives, measured in the same run on the same "
-            "data. Writes sweep.json, sweep.csv and sweep.png (accuracy against time relative to the "
-            "standard baseline) to the output directory."
+            "For each exit policy and each of its settings (confidence thresholds by default): accuracy "
+            "(Pearson's r for regression), average exit layer and exit shares (from one full pass over "
+            "the data), and measured wall-clock time of real early-exit inference: seconds per instance "
+            "at batch size 1 and instances per second batched (medians over repeats after a warm-up, "
+            "every job interleaved). Adds the oracle (classification) and any baseline archives, "
+            "measured in the same run on the same data. Writes sweep.json, sweep.csv and sweep.png (each "
+            "policy's curve against time relative to the standard baseline) to the output directory."
         )
         subparser = parser.add_parser(self.name, description=description, help="Speed/accuracy sweep.")
-        subparser.add_argument("archive_file", help="a (calibrated) sledge model.tar.gz")
+        subparser.add_argument(
+            "archive_file", help="a (calibrated) sledge model.tar.gz or serialization folder"
+        )
         subparser.add_argument("input_file", help="labelled evaluation data, in the model reader's format")
         subparser.add_argument("--output-dir", required=True, help="where sweep.json/.csv/.png go")
         subparser.add_argument(
-            "--thresholds", type=unit_float, nargs="+", default=PAPER_THRESHOLDS,
-            help="confidence thresholds (default: 0 and 0.55 to 1.0 in steps of 0.05, as the paper)",
+            "--policy", action="append", default=[], metavar="SPEC",
+            help="an exit policy to sweep (repeatable; each is a curve on the same axes): NAME "
+            "(confidence, entropy, patience, learned) with its default settings, NAME:V1,V2,... with "
+            "these, or a JSON object with its parameters and optional \"values\", e.g. "
+            "'{\"type\": \"confidence\", \"calibrated\": false}'. Default: the model's own policy",
+        )
+        subparser.add_argument(
+            "--thresholds", type=unit_float, nargs="+", default=None,
+            help="the thresholds of a confidence or learned policy given without values (default: 0 and "
+            "0.55 to 1.0 in steps of 0.05, as the paper); entropy defaults to 1, 0.8, 0.6, 0.5, 0.4, "
+            "0.3, 0.2, 0.15, 0.1, 0.05, 0; patience to 0 .. number of exits - 1",
         )
         subparser.add_argument(
             "--baseline", action="append", default=[], metavar="[NAME=]ARCHIVE",
@@ -88,8 +111,59 @@ def sweep_from_args(args: argparse.Namespace) -> None:
     rows = sweep(
         args.archive_file, args.input_file, args.output_dir, args.thresholds, baselines,
         args.cuda_device, args.batch_size, args.repeats, args.timing_instances, args.seed,
+        policies=[parse_policy(spec) for spec in args.policy],
     )
     print_table(rows)
+
+
+def parse_policy(spec: str) -> tuple[ExitPolicy, list[float] | None]:
+    """A `--policy` SPEC as (policy, the settings to sweep or None for its defaults)."""
+    text = spec.strip()
+    values: list[float] | None = None
+    if text.startswith("{"):
+        try:
+            parameters = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SledgeError(f"--policy {spec!r}: not valid JSON ({error.msg})") from None
+        if not isinstance(parameters, dict) or "type" not in parameters:
+            raise SledgeError(f"--policy {spec!r}: a JSON policy is an object with a \"type\"")
+        name = parameters.pop("type")
+        values = parameters.pop("values", None)
+        if values is not None and not (isinstance(values, list) and values):
+            raise SledgeError(f"--policy {spec!r}: \"values\" must be a non-empty list")
+    else:
+        name, colon, listed = text.partition(":")
+        parameters = {}
+        if colon:
+            try:
+                values = [float(value) for value in listed.split(",")]
+            except ValueError:
+                raise SledgeError(f"--policy {spec!r}: the values after ':' must be numbers") from None
+    if name not in POLICIES:
+        raise SledgeError(f"--policy {spec!r}: unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    try:
+        policy = POLICIES[name](**parameters)
+    except TypeError as error:
+        raise SledgeError(f"--policy {spec!r}: {error}") from None
+    for value in values or []:
+        _setting(policy, value, f"--policy {spec!r}")
+    return policy, values
+
+
+def _setting(policy: ExitPolicy, value: float, where: str) -> ExitPolicy:
+    try:
+        return policy.with_setting(value)
+    except SledgeError as error:
+        raise SledgeError(f"{where}: {error}") from None
+
+
+def default_values(policy: ExitPolicy, thresholds: list[float] | None, num_exits: int) -> list[float]:
+    """The settings a policy given without values is swept over."""
+    if policy.setting == "patience":
+        return list(range(num_exits))
+    if policy.name == "entropy":
+        return thresholds or ENTROPY_THRESHOLDS
+    return thresholds or PAPER_THRESHOLDS
 
 
 class _Timer:
@@ -128,13 +202,14 @@ def sweep(
     archive_file: str,
     input_file: str,
     output_dir: str,
-    thresholds: list[float] = PAPER_THRESHOLDS,
+    thresholds: list[float] | None = None,
     baselines: dict[str, str] | None = None,
     cuda_device: int = -1,
     batch_size: int = 32,
     repeats: int = 3,
     timing_instances: int = 500,
     seed: int = 0,
+    policies: list[tuple[ExitPolicy, list[float] | None]] | None = None,
 ) -> list[dict]:
     """Run the sweep; write sweep.json, sweep.csv, sweep.png to `output_dir`; return the rows."""
     check_inputs(archive_file, input_file, cuda_device)
@@ -145,57 +220,66 @@ def sweep(
                           ("--timing-instances", timing_instances)):
         if value < 1:
             raise SledgeError(f"{option} must be at least 1, got {value}")
-    if not thresholds:
+    if thresholds is not None and not thresholds:
         raise SledgeError("--thresholds: give at least one threshold")
-    for threshold in thresholds:
+    for threshold in thresholds or []:
         check_threshold(threshold, "--thresholds")
     device = device_of(cuda_device)
     archive = load_sledge_archive(archive_file, cuda_device)
     model = archive.model
-    layers = model.core.layer_indices
+    core = model.core
+    layers = core.layer_indices
+    curves = _curves(policies or [(model.exit_policy, None)], thresholds, core)
     instances = read_labelled(archive, input_file)
-    logits, labels = exit_logits(model, tensor_batches(instances, archive, 64, device))
-    probs = torch.softmax(logits / model.core.temperatures.cpu()[:, None, None], dim=-1)
-    confidences = probs.max(dim=-1)[0].T  # (N, exits)
-    correct = (logits.argmax(dim=-1) == labels).T  # (N, exits)
+    logits, certainties, labels = full_pass(model, tensor_batches(instances, archive, 64, device))
+    views = full_pass_views(core, logits, certainties)
+    score = _scorer(logits, labels, core.regression)
 
     sample = sorted(random.Random(seed).sample(range(len(instances)), min(timing_instances, len(instances))))
     timed = [instances[i] for i in sample]
     single = tensor_batches(timed, archive, 1, device)
     batched = tensor_batches(timed, archive, batch_size, device)
     timer = _Timer(device.type == "cuda")
-    exits_seen: dict[float, dict[int, int]] = {}  # threshold -> {id(batch-1 batch): exit taken}
+    exits_seen: dict[str, dict[int, int]] = {}  # job -> {id(batch-1 batch): exit taken}
 
-    def runner(core, threshold: float, last_exit: int | None = None, record: dict | None = None) -> Callable:
+    def runner(model_core, policy: ExitPolicy, last_exit: int | None = None, record: dict | None = None):
         def run(batch: dict) -> None:
-            result = early_exit(core, *inputs_of(batch), threshold=threshold, last_exit=last_exit)
+            result = early_exit(model_core, *inputs_of(batch), last_exit=last_exit, policy=policy)
             if record is not None:
                 record[id(batch)] = int(result.exit_index)
         return run
 
-    for threshold in thresholds:
-        exits_seen[threshold] = {}
-        timer.add(f"t{threshold}/1", runner(model.core, threshold, record=exits_seen[threshold]), single)
-        timer.add(f"t{threshold}/b", runner(model.core, threshold), batched)
-    for position in range(len(layers)):
-        timer.add(f"exit{position}/1", runner(model.core, 1.0, last_exit=position), single)
+    for label, policy, values in curves:
+        for value in values:
+            job = f"{label}@{value:g}"
+            exits_seen[job] = {}
+            setting = policy.with_setting(value)
+            timer.add(f"{job}/1", runner(core, setting, record=exits_seen[job]), single)
+            timer.add(f"{job}/b", runner(core, setting), batched)
+    never = ConfidencePolicy(1.0)
+    if not core.regression:
+        for position in range(len(layers)):
+            timer.add(f"exit{position}/1", runner(core, never, last_exit=position), single)
 
     baseline_rows = []
     for name, path in (baselines or {}).items():
         other = load_sledge_archive(path, cuda_device)
+        if other.model.core.regression != core.regression:
+            raise SledgeError(f"--baseline {name}: {path} and {archive_file} are not the same kind of task")
         other_instances = read_labelled(other, input_file)
         other_batches = tensor_batches(other_instances, other, 64, device)
-        other_logits, other_labels = exit_logits(other.model, other_batches)
+        other_logits, _, other_labels = full_pass(other.model, other_batches)
         other_timed = [other_instances[i] for i in sample]
         for suffix, size in (("1", 1), ("b", batch_size)):
-            timer.add(f"{name}/{suffix}", runner(other.model.core, 1.0),
+            timer.add(f"{name}/{suffix}", runner(other.model.core, never),
                       tensor_batches(other_timed, other, size, device))
+        last = torch.full((len(other_labels),), other_logits.size(0) - 1, dtype=torch.long)
         baseline_rows.append(
             {
                 "kind": "baseline",
                 "name": name,
                 "archive": path,
-                "accuracy": float((other_logits[-1].argmax(-1) == other_labels).float().mean()),
+                **_scorer(other_logits, other_labels, core.regression)(last),
                 "average_exit_layer": float(other.model.core.layer_indices[-1]),
             }
         )
@@ -203,32 +287,42 @@ def sweep(
     seconds = timer.median_seconds(repeats)
     n_timed = len(sample)
     rows: list[dict] = []
-    for threshold in thresholds:
-        exits = exits_at_threshold(confidences, threshold)
-        taken = torch.tensor([exits_seen[threshold][id(batch)] for batch in single])
-        agreement = (taken == exits[sample]).float().mean()  # real runs against the full-pass exits
+    for label, policy, values in curves:
+        for value in values:
+            job = f"{label}@{value:g}"
+            setting = policy.with_setting(value)
+            exits = simulate_exits(setting, views)
+            taken = torch.tensor([exits_seen[job][id(batch)] for batch in single])
+            agreement = (taken == exits[sample]).float().mean()  # real runs against the full-pass exits
+            rows.append(
+                {
+                    "kind": "sledge",
+                    "name": job,
+                    "policy": label,
+                    "setting": policy.setting,
+                    "value": value,
+                    **({"threshold": value} if policy.setting == "threshold" else {}),
+                    **score(exits),
+                    **_exit_statistics(exits, layers),
+                    "seconds_per_instance": seconds[f"{job}/1"] / n_timed,
+                    "instances_per_second": n_timed / seconds[f"{job}/b"],
+                    "exit_agreement": float(agreement),
+                }
+            )
+    if not core.regression:
+        correct = (logits.argmax(dim=-1) == labels).T  # (N, exits)
+        oracle = oracle_exits(correct)
+        per_exit = torch.tensor([seconds[f"exit{j}/1"] / n_timed for j in range(len(layers))])
         rows.append(
             {
-                "kind": "sledge",
-                "name": f"sledge@{threshold:g}",
-                "threshold": threshold,
-                **_exit_statistics(exits, correct, layers),
-                "seconds_per_instance": seconds[f"t{threshold}/1"] / n_timed,
-                "instances_per_second": n_timed / seconds[f"t{threshold}/b"],
-                "exit_agreement": float(agreement),
+                "kind": "oracle",
+                "name": "oracle",
+                **score(oracle),
+                **_exit_statistics(oracle, layers),
+                # Each instance costs the measured batch-1 time of running to its oracle exit.
+                "seconds_per_instance": float(per_exit[oracle].mean()),
             }
         )
-    oracle = oracle_exits(correct)
-    per_exit = torch.tensor([seconds[f"exit{j}/1"] / n_timed for j in range(len(layers))])
-    rows.append(
-        {
-            "kind": "oracle",
-            "name": "oracle",
-            **_exit_statistics(oracle, correct, layers),
-            # Each instance costs the measured batch-1 time of running to its oracle exit.
-            "seconds_per_instance": float(per_exit[oracle].mean()),
-        }
-    )
     for row in baseline_rows:
         row["seconds_per_instance"] = seconds[f"{row['name']}/1"] / n_timed
         row["instances_per_second"] = n_timed / seconds[f"{row['name']}/b"]
@@ -237,8 +331,9 @@ def sweep(
     deepest = max(baseline_rows, key=lambda row: row["average_exit_layer"], default=None)
     if deepest is not None and deepest["average_exit_layer"] >= layers[-1]:
         standard = deepest
-    else:  # no standard baseline given: sledge with no early exit stands in for it
-        standard = next(row for row in rows if row.get("threshold") == 1.0) if 1.0 in thresholds else rows[-1]
+    else:  # no standard baseline given: sledge with no early exit (its slowest setting) stands in for it
+        curve = [row for row in rows if row["kind"] == "sledge"]
+        standard = max(curve, key=lambda row: row["average_exit_layer"])
     for row in rows:
         row["relative_time"] = row["seconds_per_instance"] / standard["seconds_per_instance"]
         row["standard"] = standard["name"]
@@ -249,8 +344,10 @@ def sweep(
         "timed_instances": n_timed,
         "timing": f"median of {repeats} repeats after a warm-up; batch 1 and batch {batch_size}; "
         f"device {device}; threads {torch.get_num_threads()}",
+        "metric": "pearson" if core.regression else "accuracy",
+        "policies": {label: repr(policy) for label, policy, _ in curves},
         "exit_layers": layers,
-        "temperatures": model.core.temperatures.tolist(),
+        "temperatures": core.temperatures.tolist(),
     }
     write_outputs(rows, info, Path(output_dir))
     if n_timed < len(instances):
@@ -258,18 +355,55 @@ def sweep(
     return rows
 
 
-def _exit_statistics(exits: torch.Tensor, correct: torch.Tensor, layers: list[int]) -> dict:
+def _curves(
+    policies: list[tuple[ExitPolicy, list[float] | None]], thresholds: list[float] | None, core
+) -> list[tuple[str, ExitPolicy, list[float]]]:
+    """(label, policy, settings) per curve, each policy checked against the model."""
+    curves, labels = [], set()
+    for policy, values in policies:
+        try:
+            policy.check(core.regression, core.lte is not None)
+        except SledgeError as error:
+            raise SledgeError(f"--policy: {error}") from None
+        label = policy.describe()
+        if label in labels:
+            raise SledgeError(
+                f"--policy: {label!r} is given twice; give each policy once, with all its values"
+            )
+        labels.add(label)
+        values = values or default_values(policy, thresholds, len(core.layer_indices))
+        curves.append((label, policy, [_setting(policy, v, "--policy").value() for v in values]))
+    return curves
+
+
+def _scorer(logits: torch.Tensor, labels: torch.Tensor, regression: bool):
+    """The task's metric of the predictions that `exits` (one per instance) select from the full pass."""
+    rows = torch.arange(logits.size(1))
+
+    def score(exits: torch.Tensor) -> dict[str, float]:
+        taken = logits[exits, rows]
+        if not regression:
+            return {"accuracy": float((taken.argmax(dim=-1) == labels).float().mean())}
+        predictions, gold = taken[:, 0].double().numpy(), labels.double().numpy()
+        if predictions.std() == 0 or gold.std() == 0:
+            return {"pearson": 0.0, "spearman": 0.0}
+        return {"pearson": float(stats.pearsonr(predictions, gold)[0]),
+                "spearman": float(stats.spearmanr(predictions, gold)[0])}
+
+    return score
+
+
+def _exit_statistics(exits: torch.Tensor, layers: list[int]) -> dict:
     shares = torch.bincount(exits, minlength=len(layers)).double() / len(exits)
     return {
-        "accuracy": float(correct[torch.arange(len(exits)), exits].float().mean()),
         "average_exit_layer": float((shares * torch.tensor(layers, dtype=torch.float64)).sum()),
         "exit_shares": {str(layer): float(share) for layer, share in zip(layers, shares)},
     }
 
 
 CSV_COLUMNS = [
-    "kind", "name", "threshold", "accuracy", "average_exit_layer", "seconds_per_instance",
-    "instances_per_second", "relative_time", "exit_agreement",
+    "kind", "name", "policy", "setting", "value", "threshold", "accuracy", "pearson", "spearman",
+    "average_exit_layer", "seconds_per_instance", "instances_per_second", "relative_time", "exit_agreement",
 ]
 
 
@@ -277,8 +411,10 @@ def write_outputs(rows: list[dict], info: dict, output_dir: Path) -> None:
     """sweep.json ({"info", "rows"}), sweep.csv (one line a row, exit shares as columns), sweep.png."""
     report = json.dumps({"info": info, "rows": rows}, indent=2).encode()
     share_columns = [f"exit_share_layer_{layer}" for layer in info["exit_layers"]]
+    metric_columns = ["pearson", "spearman"] if info.get("metric") == "pearson" else ["accuracy"]
+    columns = [c for c in CSV_COLUMNS if c not in {"accuracy", "pearson", "spearman"} - set(metric_columns)]
     text = io.StringIO()
-    writer = csv.DictWriter(text, CSV_COLUMNS + share_columns, extrasaction="ignore")
+    writer = csv.DictWriter(text, columns + share_columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         shares = {f"exit_share_layer_{layer}": share for layer, share in row.get("exit_shares", {}).items()}
@@ -287,45 +423,55 @@ def write_outputs(rows: list[dict], info: dict, output_dir: Path) -> None:
     write_files(output_dir, files)
 
 
+COLOURS = ["tab:blue", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:cyan", "tab:olive"]
+
+
 def plot(rows: list[dict], info: dict, title: str | None = None) -> bytes:
-    """Accuracy against processing time relative to the standard baseline (the paper's Figure 3), as PNG."""
+    """
+    Each policy's curve of the task's metric against processing time relative to the standard
+    baseline (the paper's Figure 3), the oracle and the baselines, as PNG.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metric = info.get("metric", "accuracy")
     figure, axes = plt.subplots(figsize=(6.4, 4.8), dpi=120)
-    curve = sorted((row for row in rows if row["kind"] == "sledge"), key=lambda row: row["threshold"])
-    axes.plot(
-        [row["relative_time"] for row in curve], [row["accuracy"] for row in curve],
-        "o-", color="tab:blue", label="sledge (calibrated)",
-    )
-    for row in curve:
-        axes.annotate(f"{row['threshold']:g}", (row["relative_time"], row["accuracy"]),
-                      textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:blue")
+    labels = list(dict.fromkeys(row.get("policy", "confidence") for row in rows if row["kind"] == "sledge"))
+    for colour, label in zip(COLOURS * 3, labels):
+        curve = [row for row in rows if row["kind"] == "sledge" and row.get("policy", "confidence") == label]
+        curve.sort(key=lambda row: (row["average_exit_layer"], row["relative_time"]))
+        axes.plot([row["relative_time"] for row in curve], [row[metric] for row in curve], "o-",
+                  color=colour, markersize=4, label=f"sledge, {label}")
+        for row in curve:
+            value = row.get("value", row.get("threshold"))
+            axes.annotate(f"{value:g}", (row["relative_time"], row[metric]), textcoords="offset points",
+                          xytext=(4, -10), fontsize=6, color=colour)
     for row in rows:
         if row["kind"] == "baseline":
-            axes.plot(row["relative_time"], row["accuracy"], "s", color="tab:orange")
-            axes.annotate(row["name"], (row["relative_time"], row["accuracy"]),
+            axes.plot(row["relative_time"], row[metric], "s", color="tab:orange")
+            axes.annotate(row["name"], (row["relative_time"], row[metric]),
                           textcoords="offset points", xytext=(5, 4), fontsize=8)
         elif row["kind"] == "oracle":
-            axes.plot(row["relative_time"], row["accuracy"], "*", markersize=12, color="tab:green",
+            axes.plot(row["relative_time"], row[metric], "*", markersize=12, color="tab:green",
                       label="oracle")
     if any(row["kind"] == "baseline" for row in rows):
         axes.plot([], [], "s", color="tab:orange", label="baselines")
     axes.set_xlabel(f"time per instance, batch 1, relative to {rows[0]['standard']}")
-    axes.set_ylabel("accuracy")
+    axes.set_ylabel("Pearson's r" if metric == "pearson" else "accuracy")
     axes.set_title(title or f"{Path(info['data']).name}: {info['instances']} instances")
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="lower right", fontsize=8)
     return figure_png(figure)
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'name':>18} {'accuracy':>9} {'avg layer':>9} {'s/inst (b1)':>12} {'inst/s (batched)':>17} "
+    metric = "pearson" if "pearson" in rows[0] else "accuracy"
+    print(f"{'name':>28} {metric:>9} {'avg layer':>9} {'s/inst (b1)':>12} {'inst/s (batched)':>17} "
           f"{'rel. time':>9}")
     for row in rows:
         batched = row.get("instances_per_second")
-        print(f"{row['name']:>18} {row['accuracy']:>9.4f} {row['average_exit_layer']:>9.2f} "
+        print(f"{row['name']:>28} {row[metric]:>9.4f} {row['average_exit_layer']:>9.2f} "
               f"{row['seconds_per_instance']:>12.5f} {'-' if batched is None else f'{batched:.1f}':>17} "
               f"{row['relative_time']:>9.3f}")

@@ -7,9 +7,11 @@ from sledge.dataset_readers.imdb import ImdbReader
 from sledge.dataset_readers.jsonl import JsonlReader
 from sledge.dataset_readers.mnli import MnliReader
 from sledge.dataset_readers.rte import RteReader
+from sledge.dataset_readers.sick import SickReader
 from sledge.dataset_readers.sledgehammer_tsv import SledgehammerTsvReader
 from sledge.dataset_readers.snli import SnliReader
 from sledge.dataset_readers.sst_sentence import SstSentenceReader
+from sledge.dataset_readers.stsb import StsbReader
 
 __all__ = [
     "AgNewsReader",
@@ -20,7 +22,9 @@ __all__ = [
     "MnliReader",
     "RteReader",
     "SledgeReader",
+    "SickReader",
     "SledgehammerTsvReader",
     "SnliReader",
     "SstSentenceReader",
+    "StsbReader",
 ]

@@ -5,9 +5,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from allennlp.common.file_utils import cached_path
 from allennlp.data import DatasetReader, Instance
-from allennlp.data.fields import LabelField, MetadataField, TransformerTextField
+from allennlp.data.fields import LabelField, MetadataField, TensorField, TransformerTextField
 from transformers import AutoTokenizer
 
 from sledge.dataset_readers.formats import Example
@@ -62,6 +63,8 @@ class SledgeReader(DatasetReader):
 
     # Whether an instance is a text pair: True (pairs), False (single texts), None (either).
     text_pairs: bool | None = False
+    # Whether labels are float scores (a `TensorField`: regression) rather than classes (a `LabelField`).
+    regression = False
 
     def __init__(
         self,
@@ -107,7 +110,7 @@ class SledgeReader(DatasetReader):
                 raise MalformedInputError(*where, "empty second text of the pair")
             if self.text_pairs is True and example.text_pair is None:
                 raise MalformedInputError(*where, "not a text pair")
-            if self.known_labels is not None and example.label is not None:
+            if self.known_labels is not None and example.label is not None and not self.regression:
                 if str(example.label) not in self.known_labels:
                     unknown.setdefault(str(example.label), []).append(example)
         if unknown:
@@ -134,7 +137,9 @@ class SledgeReader(DatasetReader):
             ),
             "metadata": MetadataField({"text": text, "text_pair": text_pair}),
         }
-        if label is not None:
+        if label is not None and self.regression:
+            fields["label"] = TensorField(torch.tensor(float(label)))
+        elif label is not None:
             fields["label"] = LabelField(str(label))
         return Instance(fields)
 

@@ -140,3 +140,14 @@ def nli_jsonl_examples(
         if label == NO_GOLD_LABEL:
             continue
         yield Example(premise, hypothesis, label, file_path, line_number)
+
+
+def score(file_path: str | Path, line_number: int, value: str, low: float, high: float) -> str:
+    """`value` (kept as written) if it is a number in [low, high], else `MalformedInputError`."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise MalformedInputError(file_path, line_number, f"the score {value!r} is not a number") from None
+    if not low <= number <= high:
+        raise MalformedInputError(file_path, line_number, f"the score {value} is outside [{low:g}, {high:g}]")
+    return value

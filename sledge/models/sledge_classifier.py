@@ -12,7 +12,20 @@ from allennlp.training.metrics import CategoricalAccuracy
 from transformers import AutoConfig, AutoTokenizer
 
 from sledge.dataset_readers.base import BACKBONE_DIR, backbone_path
-from sledge.nn import LayerwiseEncoder, MultiExitClassifier, check_threshold, early_exit
+from sledge.errors import SledgeError
+from sledge.models.correlation import Correlation
+from sledge.models.exit_policy import ExitPolicyRegistry
+from sledge.nn import (
+    ConfidencePolicy,
+    ExitPolicy,
+    LayerwiseEncoder,
+    LearnedPolicy,
+    MultiExitClassifier,
+    PatiencePolicy,
+    check_threshold,
+    early_exit,
+    lte_loss,
+)
 from sledge.training import JointStrategy, TrainingStrategy
 
 
@@ -31,22 +44,24 @@ def save_backbone(source: str, serialization_dir: str) -> None:
 @Model.register("sledge")
 class SledgeClassifier(Model):
     """
-    An early-exit transformer classifier (Schwartz et al. 2020): exits on several layers, trained
-    together; at inference each instance leaves at the first exit whose calibrated confidence
-    reaches `confidence_threshold`. How the exits' losses are combined in training is the
-    `training_strategy` (the paper's sum by default).
+    An early-exit transformer classifier or regressor (Schwartz et al. 2020): exits on several
+    layers, trained together; at inference each instance leaves at the first exit its exit policy
+    lets it leave: by default the first whose calibrated confidence reaches `confidence_threshold`.
+    How the exits' losses are combined in training is the `training_strategy` (the paper's sum by
+    default).
 
     In training mode every exit is computed. In evaluation mode the early-exit runner predicts
-    (and is timed); with gold labels a full pass also gives every exit's own accuracy and the loss.
+    (and is timed); with gold labels a full pass also gives every exit's own metrics and the loss.
 
-    Metrics: `accuracy` (of the predictions: the deepest exit's when training, the early-exit ones
-    otherwise), `accuracy_layer_k` for each exit layer k, and in evaluation `average_exit_layer`,
+    Metrics: for classification `accuracy` (of the predictions: the deepest exit's when training, the
+    early-exit ones otherwise) and `accuracy_layer_k` for each exit layer k; for regression `pearson`,
+    `spearman`, `pearson_layer_k` and `spearman_layer_k`; in evaluation also `average_exit_layer`,
     `exit_share_layer_k` and `seconds_per_instance` (wall-clock of the early-exit runner).
 
     Parameters
     ----------
     vocab : `Vocabulary`
-        Holds the label namespace.
+        Holds the label namespace (classification).
     transformer_model : `str`
         HuggingFace name or directory of the backbone (`all-MiniLM-L6-v2` resolves offline).
     layer_indices : `list[int]`
@@ -58,8 +73,19 @@ class SledgeClassifier(Model):
         What each exit reads of a layer: `"cls"` (the paper) or `"mean"` (token mean, for backbones
         pretrained with mean pooling such as all-MiniLM-L6-v2).
     confidence_threshold : `float`, optional (default = `1.0`)
-        In [0, 1]: 0 always takes the first exit, 1 always runs to the last (no early exit).
-        Set at inference: `-o '{"model.confidence_threshold": 0.9}'`.
+        In [0, 1]: 0 always takes the first exit, 1 always runs to the last (no early exit). Set at
+        inference: `-o '{"model.confidence_threshold": 0.9}'`. It is the threshold of the default
+        exit policy: `confidence` for classification, `learned` for regression with the LTE module.
+    exit_policy : `ExitPolicyRegistry`, optional
+        Another exit rule instead: `{"type": "confidence" | "entropy" | "patience" | "learned", ...}`,
+        e.g. `-o '{"model.exit_policy": {"type": "patience", "patience": 2}}'`. A policy that cannot
+        apply to the model (confidence or entropy on a regression model, learned without the LTE
+        module) is an error when the model is loaded.
+    regression : `bool`, optional (default = `False`)
+        Each exit predicts one score (labels are floats), trained with the squared error.
+    learn_to_exit : `bool`, optional (default = `False`)
+        Train BERxiT's learning-to-exit module with the exits (its squared error to the target
+        certainty is added to the loss), for the `learned` policy.
     training_strategy : `TrainingStrategy`, optional (default = `joint`)
         `{"type": "joint"}` (the sum of the exits' losses, the paper), `{"type": "weighted"}` (PABEE:
         deeper exits weigh more), `{"type": "alternating"}` (BERxiT: the last exit alone on every
@@ -84,7 +110,10 @@ class SledgeClassifier(Model):
         dropout: float = 0.1,
         pooling: str = "cls",
         confidence_threshold: float = 1.0,
-        training_strategy: Optional[TrainingStrategy] = None,  # noqa: UP045 (AllenNLP reads typing.Optional)
+        exit_policy: Optional[ExitPolicyRegistry] = None,  # noqa: UP045 (AllenNLP reads typing.Optional)
+        regression: bool = False,
+        learn_to_exit: bool = False,
+        training_strategy: Optional[TrainingStrategy] = None,  # noqa: UP045
         label_namespace: str = "labels",
         serialization_dir: str | None = None,
         **kwargs: Any,
@@ -95,14 +124,19 @@ class SledgeClassifier(Model):
         encoder = LayerwiseEncoder(path, load_weights=not saved)  # saved: weights come from the archive
         if serialization_dir is not None and not saved:
             save_backbone(path, serialization_dir)
-        num_labels = vocab.get_vocab_size(label_namespace)
-        self.core = MultiExitClassifier(encoder, layer_indices, num_labels, dropout, pooling)
-        self.confidence_threshold = check_threshold(confidence_threshold, "model.confidence_threshold")
+        num_labels = 1 if regression else vocab.get_vocab_size(label_namespace)
+        self.core = MultiExitClassifier(
+            encoder, layer_indices, num_labels, dropout, pooling, regression, learn_to_exit
+        )
+        self.exit_policy = default_policy(
+            exit_policy, check_threshold(confidence_threshold, "model.confidence_threshold"), self.core
+        )
         self.training_strategy = training_strategy or JointStrategy()
         self.label_namespace = label_namespace
-        self._accuracy = CategoricalAccuracy()
-        self._exit_accuracy = [CategoricalAccuracy() for _ in layer_indices]
-        self._exit_counts = torch.zeros(len(layer_indices), dtype=torch.long)
+        exits = len(layer_indices)
+        self._score = Correlation() if regression else CategoricalAccuracy()
+        self._exit_scores = [Correlation() if regression else CategoricalAccuracy() for _ in range(exits)]
+        self._exit_counts = torch.zeros(exits, dtype=torch.long)
         self._seconds = 0.0  # wall-clock of the early-exit runner since the last reset
 
     def forward(  # type: ignore[override]
@@ -113,46 +147,57 @@ class SledgeClassifier(Model):
     ) -> dict[str, torch.Tensor]:
         inputs = (tokens["input_ids"], tokens["attention_mask"], tokens.get("token_type_ids"))
         output: dict[str, torch.Tensor] = {}
-        all_logits = None
+        all_logits = certainties = None
         if self.training:
-            all_logits = self.core(*inputs, early_exit_gradient=self.training_strategy.early_exit_gradient)
+            gradient = self.training_strategy.early_exit_gradient
+            all_logits, certainties = self.core.forward_all(*inputs, early_exit_gradient=gradient)
             logits = all_logits[-1]
-            output["probs"] = torch.softmax(logits / self.core.temperatures[-1], dim=-1)
         else:
             result, seconds = self._timed_early_exit(*inputs)
             self._seconds += seconds
             logits, exit_index = result.logits, result.exit_index
-            self._exit_counts += torch.bincount(exit_index.cpu(), minlength=len(self._exit_accuracy))
-            output.update(
-                probs=result.probs,
-                exit_index=exit_index,
-                exit_layer=torch.tensor(self.core.layer_indices, device=exit_index.device)[exit_index],
-                confidence=result.probs.max(dim=-1)[0],
-            )
+            self._exit_counts += torch.bincount(exit_index.cpu(), minlength=len(self._exit_scores))
+            layers = torch.tensor(self.core.layer_indices, device=exit_index.device)
+            output.update(exit_index=exit_index, exit_layer=layers[exit_index])
+            if result.probs is not None:
+                output.update(probs=result.probs, confidence=result.probs.max(dim=-1)[0])
+            if result.certainty is not None:
+                output["certainty"] = result.certainty
             if label is not None:
                 with torch.no_grad():
-                    all_logits = self.core(*inputs)
+                    all_logits, certainties = self.core.forward_all(*inputs)
         output["logits"] = logits
+        if self.core.regression:
+            output["score"] = logits[:, 0]
+        elif "probs" not in output:
+            output["probs"] = torch.softmax(logits / self.core.temperatures[-1], dim=-1)
         if label is not None and all_logits is not None:
-            output["loss"] = self.training_strategy.loss(
-                all_logits, label, self.core.layer_indices, self.training
-            )
-            self._accuracy(logits, label)
-            for metric, exit_logits in zip(self._exit_accuracy, all_logits):
-                metric(exit_logits, label)
+            loss = self.training_strategy.loss(all_logits, label, self.core.layer_indices, self.training)
+            if certainties is not None:
+                loss = loss + lte_loss(certainties, all_logits, label)
+            output["loss"] = loss
+            self._score(self._predictions(logits), label)
+            for metric, exit_logits in zip(self._exit_scores, all_logits):
+                metric(self._predictions(exit_logits), label)
         return output
+
+    def _predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        """What a metric compares with the gold labels: the scores for regression, else the logits."""
+        return logits[:, 0] if self.core.regression else logits
 
     def _timed_early_exit(self, *inputs: torch.Tensor):
         cuda = inputs[0].is_cuda
         if cuda:
             torch.cuda.synchronize(inputs[0].device)
         start = time.perf_counter()
-        result = early_exit(self.core, *inputs, threshold=self.confidence_threshold)
+        result = early_exit(self.core, *inputs, policy=self.exit_policy)
         if cuda:
             torch.cuda.synchronize(inputs[0].device)
         return result, time.perf_counter() - start
 
     def make_output_human_readable(self, output_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+        if self.core.regression:
+            return output_dict
         predicted = output_dict["probs"].argmax(dim=-1).tolist()
         output_dict["label"] = [  # type: ignore[assignment]
             self.vocab.get_token_from_index(index, namespace=self.label_namespace) for index in predicted
@@ -161,9 +206,14 @@ class SledgeClassifier(Model):
 
     def get_metrics(self, reset: bool = False) -> dict[str, float]:
         layers = self.core.layer_indices
-        metrics = {"accuracy": self._accuracy.get_metric(reset)}
-        for layer, metric in zip(layers, self._exit_accuracy):
-            metrics[f"accuracy_layer_{layer}"] = metric.get_metric(reset)
+        metrics: dict[str, float] = {}
+        named = [("", self._score)] + [(f"_layer_{k}", m) for k, m in zip(layers, self._exit_scores)]
+        for suffix, metric in named:
+            value = metric.get_metric(reset)
+            if isinstance(value, dict):
+                metrics.update({f"{name}{suffix}": number for name, number in value.items()})
+            else:
+                metrics[f"accuracy{suffix}"] = value
         total = int(self._exit_counts.sum())
         if total:
             shares = self._exit_counts.double() / total
@@ -175,3 +225,33 @@ class SledgeClassifier(Model):
             self._exit_counts.zero_()
             self._seconds = 0.0
         return metrics
+
+
+def default_policy(
+    exit_policy: ExitPolicy | None, confidence_threshold: float, core: MultiExitClassifier
+) -> ExitPolicy:
+    """
+    The policy a model runs: `exit_policy` if given (then `confidence_threshold` must be left at 1),
+    else the threshold's policy: `confidence` for classification, `learned` for regression with the
+    LTE module, none (no early exit) for regression without it. Checked against the model.
+    """
+    has_lte = core.lte is not None
+    if exit_policy is not None:
+        if confidence_threshold != 1.0:
+            raise SledgeError(
+                "give the threshold inside model.exit_policy, not also as model.confidence_threshold"
+            )
+        policy = exit_policy
+    elif not core.regression:
+        policy = ConfidencePolicy(confidence_threshold)
+    elif has_lte:
+        policy = LearnedPolicy(confidence_threshold)
+    elif confidence_threshold < 1.0:
+        raise SledgeError(
+            "model.confidence_threshold: a regression model has no confidence; it exits early with "
+            "model.exit_policy 'patience', or 'learned' when trained with learn_to_exit"
+        )
+    else:
+        policy = PatiencePolicy(patience=len(core.layer_indices))  # never leaves early
+    policy.check(core.regression, has_lte)
+    return policy

@@ -6,22 +6,49 @@ from sledge.nn.calibration import (
     negative_log_likelihood,
     oracle_exits,
 )
-from sledge.nn.early_exit import EarlyExitOutput, check_threshold, early_exit, exits_at_threshold
+from sledge.nn.early_exit import (
+    EarlyExitOutput,
+    check_threshold,
+    early_exit,
+    exits_at_threshold,
+    full_pass_views,
+)
 from sledge.nn.encoder import LayerwiseEncoder, resolve_backbone
-from sledge.nn.model import ExitHead, MultiExitClassifier, ScalarMix
+from sledge.nn.exit_policies import (
+    POLICIES,
+    ConfidencePolicy,
+    EntropyPolicy,
+    ExitPolicy,
+    ExitView,
+    LearnedPolicy,
+    PatiencePolicy,
+    simulate_exits,
+)
+from sledge.nn.model import ExitHead, MultiExitClassifier, ScalarMix, lte_loss, lte_targets
 
 __all__ = [
+    "POLICIES",
+    "ConfidencePolicy",
     "EarlyExitOutput",
+    "EntropyPolicy",
     "ExitHead",
+    "ExitPolicy",
+    "ExitView",
     "LayerwiseEncoder",
+    "LearnedPolicy",
     "MultiExitClassifier",
+    "PatiencePolicy",
     "ScalarMix",
     "check_threshold",
     "early_exit",
     "exits_at_threshold",
     "expected_calibration_error",
     "fit_temperature",
+    "full_pass_views",
+    "lte_loss",
+    "lte_targets",
     "negative_log_likelihood",
     "oracle_exits",
     "resolve_backbone",
+    "simulate_exits",
 ]

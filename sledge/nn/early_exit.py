@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from sledge.errors import SledgeError
+from sledge.nn.exit_policies import ConfidencePolicy, ExitPolicy, ExitView
 from sledge.nn.model import MultiExitClassifier
 
 
@@ -17,20 +18,14 @@ def check_threshold(threshold: float, name: str = "confidence_threshold") -> flo
     return float(threshold)
 
 
-def leaves(confidence: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Which instances leave at a non-final exit: confidence >= threshold; threshold 1 never leaves."""
-    if threshold >= 1.0:
-        return torch.zeros_like(confidence, dtype=torch.bool)
-    return confidence >= threshold
-
-
 @dataclass
 class EarlyExitOutput:
-    """Per instance: the exit taken and its outputs. `probs` are calibrated (logits / temperature)."""
+    """Per instance: the exit taken and its outputs."""
 
-    logits: torch.Tensor  # (batch, num_labels), uncalibrated logits of the exit taken
-    probs: torch.Tensor  # (batch, num_labels)
+    logits: torch.Tensor  # (batch, num_labels) uncalibrated logits of the exit taken; regression (batch, 1)
+    probs: torch.Tensor | None  # (batch, num_labels) calibrated (logits / temperature); None for regression
     exit_index: torch.Tensor  # (batch,), position of the exit taken among the model's exits
+    certainty: torch.Tensor | None = None  # (batch,) the LTE module's certainty at the exit taken
 
 
 @torch.no_grad()
@@ -41,18 +36,21 @@ def early_exit(
     token_type_ids: torch.Tensor | None = None,
     threshold: float = 1.0,
     last_exit: int | None = None,
+    policy: ExitPolicy | None = None,
 ) -> EarlyExitOutput:
     """
-    Run `model` layer by layer; at each exit, the instances whose calibrated max-softmax probability
-    is >= `threshold` leave, and are removed from the running batch: hidden states, masks and the
-    history of pooled vectors are compacted, and padding no longer needed is cut. Results are
-    written back to the instances' original positions. Nothing is computed twice. Inputs must be
-    right-padded. `last_exit` (an exit position) stops there instead of at the model's last exit.
+    Run `model` layer by layer; at each exit, the instances that `policy` lets leave (by default
+    `ConfidencePolicy(threshold)`: calibrated max-softmax probability >= `threshold`) are removed from
+    the running batch: hidden states, masks, the history of pooled vectors and the policy's per-row
+    state are compacted, and padding no longer needed is cut. Results are written back to the
+    instances' original positions. Nothing is computed twice. Inputs must be right-padded.
+    `last_exit` (an exit position) stops there instead of at the model's last exit.
 
     On CUDA the host waits for the device once per exit (to learn how many leave), never per layer;
-    with threshold 1 nobody can leave early, so the earlier exits are skipped and it never waits.
+    when the policy lets nobody leave early (threshold 1), the earlier exits are skipped and it never
+    waits.
     """
-    threshold = check_threshold(threshold)
+    policy = ConfidencePolicy(check_threshold(threshold)) if policy is None else policy
     batch_size = input_ids.size(0)
     device = input_ids.device
     hidden, mask = model.encoder.embed(input_ids, attention_mask, token_type_ids)
@@ -60,25 +58,29 @@ def early_exit(
     rows = torch.arange(batch_size, device=device)  # original position of each running row
     num_labels = model.exits[0].classifier.out_features
     out_logits = torch.empty(batch_size, num_labels, device=device, dtype=hidden.dtype)
-    out_probs = torch.empty_like(out_logits)
     out_exit = torch.empty(batch_size, dtype=torch.long, device=device)
+    out_certainty = None if model.lte is None else torch.empty(batch_size, device=device, dtype=hidden.dtype)
     pooled: list[torch.Tensor] = []
     last = len(model.layer_indices) - 1 if last_exit is None else last_exit
+    skip_earlier = policy.never_leaves_early(last + 1)
+    state = policy.start(batch_size, device)
     exit_index = 0
     for layer in range(model.layer_indices[last] + 1):
         hidden = model.encoder.layer(layer, hidden, mask)
         pooled.append(model.pool(hidden, attention_mask))
         if layer != model.layer_indices[exit_index]:
             continue
-        if exit_index < last and threshold >= 1.0:  # nobody leaves before the last exit
+        if exit_index < last and skip_earlier:  # nobody leaves before the last exit
             exit_index += 1
             continue
-        logits = model.exits[exit_index](pooled)
-        probs = torch.softmax(logits / model.temperatures[exit_index], dim=-1)
+        features = model.exits[exit_index].features(pooled)
+        logits = model.exits[exit_index].classifier(features)
+        certainty = None if model.lte is None else model.certainty(features)
         if exit_index == last:
             gone, kept = rows, None
         else:
-            leaving = leaves(probs.max(dim=-1)[0], threshold)
+            view = ExitView(exit_index, logits, model.temperatures[exit_index], certainty, model.regression)
+            leaving = policy.leaves(view, state)
             # The one host synchronisation of this exit: how many leave, and the width the rest need.
             num_leaving, width = torch.stack([leaving.sum(), lengths.masked_fill(leaving, 0).max()]).tolist()
             if num_leaving == 0:
@@ -86,11 +88,13 @@ def early_exit(
                 continue
             order = torch.argsort(leaving.to(torch.int8), descending=True, stable=True)  # leavers first
             gone, kept = order[:num_leaving], order[num_leaving:]
-            logits, probs = logits.index_select(0, gone), probs.index_select(0, gone)
+            logits = logits.index_select(0, gone)
+            certainty = None if certainty is None else certainty.index_select(0, gone)
             gone = rows.index_select(0, gone)
         out_logits.index_copy_(0, gone, logits)
-        out_probs.index_copy_(0, gone, probs)
         out_exit.index_fill_(0, gone, exit_index)
+        if out_certainty is not None:
+            out_certainty.index_copy_(0, gone, certainty)
         if kept is None or kept.numel() == 0:
             break
         rows, lengths = rows.index_select(0, kept), lengths.index_select(0, kept)
@@ -98,17 +102,35 @@ def early_exit(
         mask = mask.index_select(0, kept)[..., :width]
         attention_mask = attention_mask.index_select(0, kept)[:, :width]
         pooled = [vector.index_select(0, kept) for vector in pooled]
+        state = {key: value.index_select(0, kept) for key, value in state.items()}
         exit_index += 1
-    return EarlyExitOutput(logits=out_logits, probs=out_probs, exit_index=out_exit)
+    probs = None
+    if not model.regression:
+        probs = torch.softmax(out_logits / model.temperatures[out_exit][:, None], dim=-1)
+    return EarlyExitOutput(logits=out_logits, probs=probs, exit_index=out_exit, certainty=out_certainty)
+
+
+def full_pass_views(
+    model: MultiExitClassifier, logits: torch.Tensor, certainties: torch.Tensor | None
+) -> list[ExitView]:
+    """
+    What a policy sees at each exit, for all rows, from one full pass: `logits` (exits, rows,
+    num_labels) and `certainties` (exits, rows) or None. For `simulate_exits`.
+    """
+    return [
+        ExitView(j, logits[j], model.temperatures[j].to(logits.device),
+                 None if certainties is None else certainties[j], model.regression)
+        for j in range(logits.size(0))
+    ]
 
 
 def exits_at_threshold(confidences: torch.Tensor, threshold: float) -> torch.Tensor:
     """
     The exit early exit takes for each instance, from every exit's calibrated confidence
-    (`confidences[i, j]`: instance i at exit j) computed in one full pass: the first exit that
-    `leaves`, else the last. Gives every threshold's exits without running the model again.
+    (`confidences[i, j]`: instance i at exit j) computed in one full pass: the first exit whose
+    confidence is >= `threshold` (none when the threshold is 1), else the last.
     """
     threshold = check_threshold(threshold)
-    leaving = leaves(confidences, threshold)
+    leaving = confidences >= threshold if threshold < 1.0 else torch.zeros_like(confidences, dtype=torch.bool)
     leaving[:, -1] = True
     return leaving.int().argmax(dim=1)

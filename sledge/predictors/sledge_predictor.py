@@ -12,14 +12,17 @@ from sledge.nn import check_threshold
 class SledgePredictor(Predictor):
     """
     Early-exit prediction for a `sledge` model. Input lines are JSON: `{"sentence": ...}` for one
-    text, `{"premise": ..., "hypothesis": ...}` for a pair. Each output carries `label`, `probs`
-    (calibrated class probabilities, in the order of the model's label vocabulary), `exit_layer`
-    (0-based transformer layer of the exit taken), `exit_index` (its position among the exits) and
-    `confidence` (the calibrated max probability). With `--batch-size N` the instances of a batch
-    leave the running batch as they exit.
+    text, `{"premise": ..., "hypothesis": ...}` for a pair. Each output of a classifier carries
+    `label`, `probs` (calibrated class probabilities, in the order of the model's label vocabulary),
+    `exit_layer` (0-based transformer layer of the exit taken), `exit_index` (its position among the
+    exits) and `confidence` (the calibrated max probability); a regression model's carries `score`,
+    `exit_layer` and `exit_index`; a model with the learning-to-exit module adds `certainty` (its
+    prediction at the exit taken). With `--batch-size N` the instances of a batch leave the running
+    batch as they exit.
 
     The threshold is the model's `confidence_threshold`: set it with
-    `-o '{"model.confidence_threshold": 0.9}'`, or per call with `set_threshold`.
+    `-o '{"model.confidence_threshold": 0.9}'`, or per call with `set_threshold`; another exit policy
+    with `-o '{"model.exit_policy": {"type": "entropy", "threshold": 0.3}}'`.
 
     Parameters
     ----------
@@ -32,8 +35,13 @@ class SledgePredictor(Predictor):
     """
 
     def set_threshold(self, threshold: float) -> None:
-        """Change the confidence threshold of the model in use."""
-        self._model.confidence_threshold = check_threshold(threshold, "confidence_threshold")  # type: ignore
+        """Change the threshold of the model's exit policy (confidence, entropy or learned)."""
+        policy = self._model.exit_policy  # type: ignore[attr-defined]
+        if policy.setting != "threshold":
+            raise SledgeError(
+                f"exit_policy {policy.name!r} has no threshold; it is set by {policy.setting!r}"
+            )
+        self._model.exit_policy = policy.with_setting(check_threshold(threshold))  # type: ignore
 
     def check_json(self, json_dict: JsonDict) -> tuple[str, str | None]:
         """
@@ -78,8 +86,8 @@ class SledgePredictor(Predictor):
 
     @staticmethod
     def _keep_public(output: JsonDict) -> JsonDict:
-        keys = ("label", "probs", "exit_layer", "exit_index", "confidence")
-        return {key: output[key] for key in keys}
+        keys = ("label", "probs", "score", "exit_layer", "exit_index", "confidence", "certainty")
+        return {key: output[key] for key in keys if key in output}
 
 
 def _text(json_dict: JsonDict, key: str) -> str:

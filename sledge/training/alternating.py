@@ -24,5 +24,5 @@ class AlternatingStrategy(TrainingStrategy):
             return MultiExitClassifier.loss(all_logits, labels)
         self.steps += 1
         if self.steps % 2 == 1:
-            return torch.nn.functional.cross_entropy(all_logits[-1], labels)
+            return MultiExitClassifier.exit_loss(all_logits[-1], labels)
         return MultiExitClassifier.loss(all_logits, labels)

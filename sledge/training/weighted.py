@@ -1,7 +1,6 @@
 """A weighted sum of the exits' losses, deeper exits weighing more (PABEE)."""
 
 import torch
-import torch.nn.functional as F
 
 from sledge.nn import MultiExitClassifier
 from sledge.training.strategy import TrainingStrategy
@@ -34,6 +33,6 @@ class WeightedStrategy(TrainingStrategy):
             raise ValueError(
                 f"training_strategy.weights has {len(weights)} entries for {len(layers)} exits {layers}"
             )
-        losses = torch.stack([F.cross_entropy(logits, labels) for logits in all_logits])
+        losses = torch.stack([MultiExitClassifier.exit_loss(logits, labels) for logits in all_logits])
         w = losses.new_tensor(weights)
         return (w * losses).sum() / w.sum()

@@ -1,0 +1,252 @@
+"""Exit policies on constructed outputs and on the one runner; LTE; regression."""
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+from transformers import BertConfig
+
+from sledge.errors import SledgeError
+from sledge.models.correlation import Correlation
+from sledge.nn import (
+    ConfidencePolicy,
+    EntropyPolicy,
+    ExitView,
+    LayerwiseEncoder,
+    LearnedPolicy,
+    MultiExitClassifier,
+    PatiencePolicy,
+    early_exit,
+    full_pass_views,
+    lte_loss,
+    lte_targets,
+    simulate_exits,
+)
+from sledge.nn.exit_policies import normalised_entropy
+
+LAYERS = [0, 1, 3, 5]
+
+
+def views_of(predictions: list[list[float]], regression: bool = False, num_labels: int = 3) -> list[ExitView]:
+    """Views whose argmax (or score) at exit j is predictions[row][j]: one-hot-ish logits."""
+    table = torch.tensor(predictions, dtype=torch.float)  # (rows, exits)
+    views = []
+    for j in range(table.size(1)):
+        if regression:
+            logits = table[:, j : j + 1]
+        else:
+            logits = torch.nn.functional.one_hot(table[:, j].long(), num_labels).float() * 4.0
+        views.append(ExitView(j, logits, torch.tensor(1.0), None, regression))
+    return views
+
+
+# ---------------------------------------------------------------------------------------------------
+# Each rule on constructed outputs
+
+
+def test_confidence_uses_the_calibrated_distribution_unless_told_not_to():
+    logits = torch.tensor([[2.0, 0.0], [0.5, 0.0]])
+    view = ExitView(0, logits, torch.tensor(2.0), None, False)
+    # Calibrated: softmax([1, 0]) = 0.7311, softmax([0.25, 0]) = 0.5622; raw: 0.8808, 0.6225.
+    assert ConfidencePolicy(0.7).leaves(view, {}).tolist() == [True, False]
+    assert ConfidencePolicy(0.75).leaves(view, {}).tolist() == [False, False]
+    assert ConfidencePolicy(0.75, calibrated=False).leaves(view, {}).tolist() == [True, False]
+    assert ConfidencePolicy(0.6, calibrated=False).leaves(view, {}).tolist() == [True, True]
+    assert ConfidencePolicy(1.0).leaves(view, {}).tolist() == [False, False]
+    assert ConfidencePolicy(0.0).leaves(view, {}).tolist() == [True, True]
+
+
+def test_entropy_is_normalised_by_the_log_of_the_number_of_classes():
+    probs = torch.tensor([[0.9, 0.1], [0.5, 0.5], [1.0, 0.0]])
+    expected = [-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)) / math.log(2), 1.0, 0.0]
+    torch.testing.assert_close(normalised_entropy(probs), torch.tensor(expected))
+    three = torch.tensor([[0.7, 0.2, 0.1]])
+    by_hand = -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1)) / math.log(3)
+    assert float(normalised_entropy(three)) == pytest.approx(by_hand)
+    view = ExitView(0, torch.log(probs.clamp_min(1e-30)), torch.tensor(1.0), None, False)
+    assert EntropyPolicy(0.47).leaves(view, {}).tolist() == [True, False, True]  # 0.4690 <= 0.47
+    assert EntropyPolicy(0.46).leaves(view, {}).tolist() == [False, False, True]
+    assert EntropyPolicy(1.0).leaves(view, {}).tolist() == [True, True, True]
+
+
+def test_patience_counts_consecutive_agreements_per_row():
+    predictions = [
+        [1, 1, 1, 1],  # agrees all along
+        [0, 1, 1, 0],  # disagrees at exit 1, agrees at 2, disagrees at 3
+        [2, 2, 0, 0],
+        [0, 1, 2, 0],  # never agrees
+    ]
+    views = views_of(predictions)
+    assert simulate_exits(PatiencePolicy(0), views).tolist() == [0, 0, 0, 0]
+    assert simulate_exits(PatiencePolicy(1), views).tolist() == [1, 2, 1, 3]
+    assert simulate_exits(PatiencePolicy(2), views).tolist() == [2, 3, 3, 3]
+    assert simulate_exits(PatiencePolicy(3), views).tolist() == [3, 3, 3, 3]
+    state = PatiencePolicy(1).start(4, torch.device("cpu"))
+    for view in views[:3]:
+        PatiencePolicy(1).leaves(view, state)
+    assert state["count"].tolist() == [2, 1, 0, 0]
+
+
+def test_patience_on_scores_agrees_within_the_tolerance():
+    views = views_of([[1.0, 1.05, 1.5, 1.52], [2.0, 2.5, 3.0, 3.5], [0.0, 0.1, 0.15, 0.1]], regression=True)
+    assert simulate_exits(PatiencePolicy(1, tolerance=0.1), views).tolist() == [1, 3, 1]
+    assert simulate_exits(PatiencePolicy(2, tolerance=0.1), views).tolist() == [3, 3, 2]
+    assert simulate_exits(PatiencePolicy(1, tolerance=0.6), views).tolist() == [1, 1, 1]
+
+
+def test_learned_leaves_at_the_first_certain_enough_exit():
+    certainties = [torch.tensor([0.2, 0.9]), torch.tensor([0.7, 0.1]), torch.tensor([0.95, 0.1])]
+    views = [ExitView(j, torch.zeros(2, 2), torch.tensor(1.0), c, False) for j, c in enumerate(certainties)]
+    assert simulate_exits(LearnedPolicy(0.7), views).tolist() == [1, 0]
+    assert simulate_exits(LearnedPolicy(0.96), views).tolist() == [2, 2]
+    assert simulate_exits(LearnedPolicy(1.0), views).tolist() == [2, 2]
+
+
+def test_lte_targets_and_loss_by_hand():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.5]])
+    labels = torch.tensor([0, 0, 1])
+    assert lte_targets(logits, labels).tolist() == [1.0, 0.0, 0.0]
+    scores, gold = torch.tensor([[2.0], [3.5]]), torch.tensor([3.0, 3.5])
+    torch.testing.assert_close(lte_targets(scores, gold), torch.tensor([1 - math.tanh(1.0), 1.0]))
+    certainties = [torch.tensor([0.5, 0.5, 0.5]), torch.tensor([1.0, 0.0, 0.2])]
+    second = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])  # wrong, right, right: targets 0, 1, 1
+    by_hand = ((0.5 - 1) ** 2 + 0.5**2 + 0.5**2) / 3 + ((1.0 - 0) ** 2 + (0.0 - 1) ** 2 + (0.2 - 1) ** 2) / 3
+    loss = lte_loss(certainties, [logits, second], torch.tensor([0, 0, 1]))
+    assert float(loss) == pytest.approx(by_hand)
+    # The targets are constants: the LTE loss trains the certainty, never the exit through its target.
+    for outputs, targets in ((logits, labels), (scores, gold)):
+        outputs = outputs.clone().requires_grad_(True)
+        certainty = torch.full((len(targets),), 0.3, requires_grad=True)
+        lte_loss([certainty], [outputs], targets).backward()
+        assert outputs.grad is None and certainty.grad is not None
+
+
+def test_the_regression_loss_is_the_sum_of_the_exits_squared_errors():
+    all_logits = [torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0], [2.5]])]
+    gold = torch.tensor([2.0, 2.0])
+    by_hand = ((1 - 2) ** 2 + 0) / 2 + ((3 - 2) ** 2 + 0.5**2) / 2
+    assert float(MultiExitClassifier.loss(all_logits, gold)) == pytest.approx(by_hand)
+
+
+def test_the_correlation_metric_matches_scipy_over_batches():
+    generator = torch.Generator().manual_seed(3)
+    predictions, gold = torch.rand(50, generator=generator), torch.rand(50, generator=generator)
+    metric = Correlation()
+    for start in range(0, 50, 16):
+        metric(predictions[start : start + 16], gold[start : start + 16])
+    value = metric.get_metric(reset=True)
+    assert value["pearson"] == pytest.approx(stats.pearsonr(predictions.numpy(), gold.numpy())[0])
+    assert value["spearman"] == pytest.approx(stats.spearmanr(predictions.numpy(), gold.numpy())[0])
+    assert metric.get_metric() == {"pearson": 0.0, "spearman": 0.0}
+
+
+def test_policies_that_cannot_apply_say_why():
+    with pytest.raises(SledgeError, match="'confidence' cannot apply to a regression model"):
+        ConfidencePolicy(0.9).check(regression=True, has_lte=True)
+    with pytest.raises(SledgeError, match="'entropy' cannot apply to a regression model"):
+        EntropyPolicy(0.3).check(regression=True, has_lte=False)
+    with pytest.raises(SledgeError, match="'learned' cannot apply: the model was trained without"):
+        LearnedPolicy(0.5).check(regression=False, has_lte=False)
+    with pytest.raises(SledgeError, match=r"exit_policy.threshold must be a number in \[0, 1\], got 2"):
+        EntropyPolicy(2)
+    with pytest.raises(SledgeError, match="exit_policy.patience must be an integer >= 0, got -1"):
+        PatiencePolicy(-1)
+    assert PatiencePolicy(2, tolerance=0.3).with_setting(1).__dict__ == {"patience": 1, "tolerance": 0.3}
+    assert ConfidencePolicy(0.5, calibrated=False).with_setting(0.9).describe() == "confidence (uncalibrated)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The runner: batched == batch 1 == simulated from one full pass, for every policy
+
+
+def tiny_model(regression: bool = False, lte: bool = False, pooling: str = "mean") -> MultiExitClassifier:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                        num_hidden_layers=6)
+    model = MultiExitClassifier(LayerwiseEncoder(config=config), LAYERS, 1 if regression else 3,
+                                pooling=pooling, regression=regression, learn_to_exit=lte).eval()
+    for head in model.exits:  # spread the outputs so that policies split the batch
+        head.classifier.weight.data.mul_(8.0)
+    if lte:
+        model.lte.weight.data.mul_(6.0)
+    model.temperatures.copy_(torch.tensor([1.0, 1.3, 0.8, 1.1]))
+    return model
+
+
+def mixed_batch(size: int = 32, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 20, (size,), generator=generator)
+    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
+    ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
+    return ids, mask, torch.zeros_like(ids)
+
+
+def halfway(policy, views: list[ExitView]):
+    """`policy` with the setting that lets about half of the rows leave at the first exit."""
+    first = views[0]
+    if isinstance(policy, ConfidencePolicy):
+        statistic = first.probs(policy.calibrated).max(dim=-1)[0]
+    elif isinstance(policy, EntropyPolicy):
+        statistic = normalised_entropy(first.probs(policy.calibrated))
+    elif isinstance(policy, LearnedPolicy):
+        statistic = first.certainty
+    else:
+        return policy
+    middle = statistic.sort()[0][len(statistic) // 2 - 1 : len(statistic) // 2 + 1]
+    return policy.with_setting(float(middle.mean()))  # between two rows: none sits on the boundary
+
+
+CASES = [
+    ("classification", False, False, ConfidencePolicy()),
+    ("classification", False, False, ConfidencePolicy(calibrated=False)),
+    ("classification", False, False, EntropyPolicy()),
+    ("classification", False, False, PatiencePolicy(1)),
+    ("classification", False, False, PatiencePolicy(2)),
+    ("classification-lte", False, True, LearnedPolicy()),
+    ("regression-lte", True, True, LearnedPolicy()),
+    ("regression-lte", True, True, PatiencePolicy(1, tolerance=0.5)),
+]
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("kind,regression,lte,policy", CASES, ids=[f"{c[0]}-{c[3]!r}" for c in CASES])
+def test_batched_exits_equal_batch_1_and_the_full_pass_simulation(kind, regression, lte, policy, pooling):
+    model = tiny_model(regression, lte, pooling)
+    ids, mask, types = mixed_batch()
+    with torch.no_grad():
+        logits, certainties = model.forward_all(ids, mask, types)
+    stacked = None if certainties is None else torch.stack(certainties)
+    views = full_pass_views(model, torch.stack(logits), stacked)
+    policy = halfway(policy, views)
+    batched = early_exit(model, ids, mask, types, policy=policy)
+    simulated = simulate_exits(policy, views)
+    assert torch.equal(batched.exit_index, simulated)
+    if not isinstance(policy, PatiencePolicy) or policy.patience == 1:
+        assert len(set(batched.exit_index.tolist())) >= 2, f"{policy!r} should split the batch"
+    for row in range(len(ids)):
+        length = int(mask[row].sum())
+        one = early_exit(model, ids[row : row + 1, :length], mask[row : row + 1, :length],
+                         types[row : row + 1, :length], policy=policy)
+        assert int(one.exit_index) == int(batched.exit_index[row])
+        torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
+        exit_taken = int(one.exit_index)
+        torch.testing.assert_close(batched.logits[row], logits[exit_taken][row], atol=1e-5, rtol=1e-4)
+        if lte:
+            torch.testing.assert_close(one.certainty[0], batched.certainty[row], atol=1e-5, rtol=1e-4)
+    assert (batched.probs is None) == regression
+
+
+def test_a_policy_that_never_leaves_early_skips_the_earlier_exits():
+    model = tiny_model()
+    ids, mask, types = mixed_batch(size=8)
+    called = []
+    hooks = [head.classifier.register_forward_hook(lambda *_: called.append(1)) for head in model.exits]
+    try:
+        for policy in (ConfidencePolicy(1.0), PatiencePolicy(3)):
+            called.clear()
+            result = early_exit(model, ids, mask, types, policy=policy)
+            assert (result.exit_index == 3).all() and len(called) == 1
+    finally:
+        for hook in hooks:
+            hook.remove()
