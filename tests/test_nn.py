@@ -107,11 +107,12 @@ def test_layer_indices_are_checked():
         MultiExitClassifier(encoder, [2, 1], num_labels=2)
 
 
+@pytest.mark.parametrize("head", ["linear", "mlp", "attention"])
 @pytest.mark.parametrize("scale", [0.0, 0.5])
-def test_early_exit_gradient_scales_only_what_the_earlier_exits_send_into_the_encoder(scale):
+def test_early_exit_gradient_scales_only_what_the_earlier_exits_send_into_the_encoder(scale, head):
     torch.manual_seed(0)
     encoder = LayerwiseEncoder(config=CONFIGS["bert"])
-    model = MultiExitClassifier(encoder, [0, 1, 3], num_labels=2).eval()  # no dropout; gradients still flow
+    model = MultiExitClassifier(encoder, [0, 1, 3], num_labels=2, exit_head={"type": head}).eval()
     ids, mask = batch()
     labels = torch.tensor([0, 1, 1, 0])
     ce = torch.nn.functional.cross_entropy

@@ -86,6 +86,11 @@ class SledgeClassifier(Model):
     learn_to_exit : `bool`, optional (default = `False`)
         Train BERxiT's learning-to-exit module with the exits (its squared error to the target
         certainty is added to the loss), for the `learned` policy.
+    exit_head : `dict`, optional (default = `{"type": "linear"}`)
+        What each exit computes: `linear` (the paper's: a scalar mix of the pooled vectors, one linear
+        layer), `mlp` (the same mix, then a hidden layer: option `inner`), `attention` (FastBERT's
+        kind: one small self-attention layer over the exit layer's token states; options `size`,
+        `heads`).
     training_strategy : `TrainingStrategy`, optional (default = `joint`)
         `{"type": "joint"}` (the sum of the exits' losses, the paper), `{"type": "weighted"}` (PABEE:
         deeper exits weigh more), `{"type": "alternating"}` (BERxiT: the last exit alone on every
@@ -113,6 +118,7 @@ class SledgeClassifier(Model):
         exit_policy: Optional[ExitPolicyRegistry] = None,  # noqa: UP045 (AllenNLP reads typing.Optional)
         regression: bool = False,
         learn_to_exit: bool = False,
+        exit_head: Optional[dict[str, Any]] = None,  # noqa: UP045
         training_strategy: Optional[TrainingStrategy] = None,  # noqa: UP045
         label_namespace: str = "labels",
         serialization_dir: str | None = None,
@@ -126,7 +132,7 @@ class SledgeClassifier(Model):
             save_backbone(path, serialization_dir)
         num_labels = 1 if regression else vocab.get_vocab_size(label_namespace)
         self.core = MultiExitClassifier(
-            encoder, layer_indices, num_labels, dropout, pooling, regression, learn_to_exit
+            encoder, layer_indices, num_labels, dropout, pooling, regression, learn_to_exit, exit_head
         )
         self.exit_policy = default_policy(
             exit_policy, check_threshold(confidence_threshold, "model.confidence_threshold"), self.core

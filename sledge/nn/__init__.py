@@ -14,6 +14,7 @@ from sledge.nn.early_exit import (
     full_pass_views,
 )
 from sledge.nn.encoder import LayerwiseEncoder, resolve_backbone
+from sledge.nn.exit_heads import EXIT_HEADS, AttentionExitHead, LinearExitHead, MlpExitHead
 from sledge.nn.exit_policies import (
     POLICIES,
     ConfidencePolicy,
@@ -27,7 +28,9 @@ from sledge.nn.exit_policies import (
 from sledge.nn.model import ExitHead, MultiExitClassifier, ScalarMix, lte_loss, lte_targets
 
 __all__ = [
+    "EXIT_HEADS",
     "POLICIES",
+    "AttentionExitHead",
     "ConfidencePolicy",
     "EarlyExitOutput",
     "EntropyPolicy",
@@ -36,6 +39,8 @@ __all__ = [
     "ExitView",
     "LayerwiseEncoder",
     "LearnedPolicy",
+    "LinearExitHead",
+    "MlpExitHead",
     "MultiExitClassifier",
     "PatiencePolicy",
     "ScalarMix",

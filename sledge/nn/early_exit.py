@@ -56,7 +56,7 @@ def early_exit(
     hidden, mask = model.encoder.embed(input_ids, attention_mask, token_type_ids)
     lengths = attention_mask.sum(dim=1)
     rows = torch.arange(batch_size, device=device)  # original position of each running row
-    num_labels = model.exits[0].classifier.out_features
+    num_labels = model.num_labels
     out_logits = torch.empty(batch_size, num_labels, device=device, dtype=hidden.dtype)
     out_exit = torch.empty(batch_size, dtype=torch.long, device=device)
     out_certainty = None if model.lte is None else torch.empty(batch_size, device=device, dtype=hidden.dtype)
@@ -73,8 +73,8 @@ def early_exit(
         if exit_index < last and skip_earlier:  # nobody leaves before the last exit
             exit_index += 1
             continue
-        features = model.exits[exit_index].features(pooled)
-        logits = model.exits[exit_index].classifier(features)
+        features = model.exits[exit_index].features(pooled, hidden, attention_mask)
+        logits = model.exits[exit_index].classify(features)
         certainty = None if model.lte is None else model.certainty(features)
         if exit_index == last:
             gone, kept = rows, None

@@ -5,60 +5,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from sledge.nn.encoder import LayerwiseEncoder
+from sledge.nn.exit_heads import ExitHead, ScalarMix, build_head
 
-
-class ScalarMix(nn.Module):
-    """
-    Peters et al. (2018) scalar mix: `gamma * sum_j softmax(w)_j * x_j` over a list of tensors.
-
-    Parameters
-    ----------
-    num_inputs : `int`
-        How many tensors are mixed (for the exit at layer k: the k + 1 layers 0..k).
-    """
-
-    def __init__(self, num_inputs: int) -> None:
-        super().__init__()
-        self.weights = nn.Parameter(torch.zeros(num_inputs))
-        self.gamma = nn.Parameter(torch.ones(1))
-
-    def forward(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        weights = torch.softmax(self.weights, dim=0)
-        stacked = torch.stack(tensors, dim=0)  # (num_inputs, ..., hidden)
-        return self.gamma * torch.einsum("n,n...->...", weights, stacked)
-
-
-class ExitHead(nn.Module):
-    """
-    One exit: a scalar mix of the pooled vectors ([CLS], or the token mean) of layers 0..k, dropout,
-    and a linear layer (classes, or one score for regression).
-
-    Parameters
-    ----------
-    layer : `int`
-        The 0-based transformer layer the exit sits on.
-    hidden_size : `int`
-        Width of the encoder's hidden states.
-    num_labels : `int`
-        Number of classes (1: a regression score).
-    dropout : `float`
-        Dropout before the linear layer.
-    """
-
-    def __init__(self, layer: int, hidden_size: int, num_labels: int, dropout: float) -> None:
-        super().__init__()
-        self.layer = layer
-        self.mix = ScalarMix(layer + 1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden_size, num_labels)
-
-    def features(self, pooled: list[torch.Tensor]) -> torch.Tensor:
-        """The exit's mixed pooled vector (after dropout): what its linear layer and the LTE module read."""
-        return self.dropout(self.mix(pooled[: self.layer + 1]))
-
-    def forward(self, pooled: list[torch.Tensor]) -> torch.Tensor:
-        """`pooled[j]` is the pooled vector after layer j, for j = 0..(at least) `self.layer`."""
-        return self.classifier(self.features(pooled))
+__all__ = ["ExitHead", "MultiExitClassifier", "ScalarMix", "lte_loss", "lte_targets", "scale_gradient"]
 
 
 def scale_gradient(tensor: torch.Tensor, scale: float) -> torch.Tensor:
@@ -77,7 +26,8 @@ class MultiExitClassifier(nn.Module):
     A model whose last exit is on layer k never runs the layers after k. `temperatures` holds one
     calibration temperature per exit (1 until calibrated); they scale confidences, never argmaxes.
     With `learn_to_exit`, one linear layer and a sigmoid shared by all exits (BERxiT's learning-to-exit
-    module, `lte`) read each exit's mixed pooled vector and predict how certain that exit is.
+    module, `lte`) read each exit's features (the linear head's mixed pooled vector) and predict how
+    certain that exit is.
 
     Parameters
     ----------
@@ -97,6 +47,9 @@ class MultiExitClassifier(nn.Module):
         Each exit predicts one score (`num_labels` must be 1), trained with the squared error.
     learn_to_exit : `bool`, optional (default = `False`)
         Add the LTE module.
+    exit_head : `dict`, optional
+        The kind of every exit head: `{"type": "linear"}` (the paper's, the default), `{"type": "mlp"}`
+        or `{"type": "attention"}`, with the head's own options (see `sledge.nn.exit_heads`).
     """
 
     def __init__(
@@ -108,6 +61,7 @@ class MultiExitClassifier(nn.Module):
         pooling: str = "cls",
         regression: bool = False,
         learn_to_exit: bool = False,
+        exit_head: dict | None = None,
     ) -> None:
         super().__init__()
         layers = list(layer_indices)
@@ -125,8 +79,11 @@ class MultiExitClassifier(nn.Module):
         self.layer_indices = layers
         self.pooling = pooling
         self.regression = regression
-        self.exits = nn.ModuleList(ExitHead(k, encoder.hidden_size, num_labels, dropout) for k in layers)
-        self.lte = nn.Linear(encoder.hidden_size, 1) if learn_to_exit else None
+        self.num_labels = num_labels
+        self.exits = nn.ModuleList(
+            build_head(exit_head, k, encoder.hidden_size, num_labels, dropout) for k in layers
+        )
+        self.lte = nn.Linear(self.exits[0].feature_size, 1) if learn_to_exit else None
         self.register_buffer("temperatures", torch.ones(len(layers)))
 
     def forward(
@@ -168,8 +125,12 @@ class MultiExitClassifier(nn.Module):
             if layer in self.layer_indices:
                 last = layer == self.layer_indices[-1]
                 head = self.exits[self.layer_indices.index(layer)]
-                features = head.features(scaled if scaled and not last else pooled)
-                logits.append(head.classifier(features))
+                if last:
+                    features = head.features(pooled, hidden, attention_mask)
+                else:
+                    states = scale_gradient(hidden, early_exit_gradient)
+                    features = head.features(scaled or pooled, states, attention_mask)
+                logits.append(head.classify(features))
                 if self.lte is not None:
                     certainties.append(self.certainty(scale_gradient(features, early_exit_gradient)))
         return logits, (certainties if self.lte is not None else None)

@@ -1,0 +1,51 @@
+"""FastBERT's kind of exit: one small self-attention layer over the exit layer's token states."""
+
+import torch
+from torch import nn
+
+from sledge.nn.exit_heads.base import ExitHead
+
+
+class AttentionExitHead(ExitHead):
+    """
+    After Liu et al. (2020, FastBERT): the token states of the exit's layer are projected to `size`
+    dimensions, go through one self-attention layer with `heads` heads (a residual connection and
+    layer norm after it; padding is never attended to), are averaged over the real tokens, and after
+    dropout a linear layer classifies the average. It reads the whole sequence of its own layer, not
+    just one vector per layer, and costs a small attention layer per exit.
+
+    Parameters
+    ----------
+    layer, hidden_size, num_labels, dropout
+        As the linear head's.
+    size : `int`, optional (default = `128`)
+        Width of the projected token states.
+    heads : `int`, optional (default = `2`)
+        Attention heads; `size` must be a multiple of it.
+    """
+
+    name = "attention"
+
+    def __init__(
+        self, layer: int, hidden_size: int, num_labels: int, dropout: float, size: int = 128, heads: int = 2
+    ) -> None:
+        super().__init__()
+        if size % heads:
+            raise ValueError(f"exit_head.size ({size}) must be a multiple of exit_head.heads ({heads})")
+        self.layer = layer
+        self.feature_size = size
+        self.project = nn.Linear(hidden_size, size)
+        self.attention = nn.MultiheadAttention(size, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(size, num_labels)
+
+    def features(
+        self, pooled: list[torch.Tensor], hidden: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        mask = attention_mask[:, : hidden.size(1)]
+        tokens = self.project(hidden)
+        attended, _ = self.attention(tokens, tokens, tokens, key_padding_mask=mask == 0, need_weights=False)
+        tokens = self.norm(tokens + attended)
+        weights = mask[:, :, None].to(tokens.dtype)
+        return self.dropout((tokens * weights).sum(dim=1) / weights.sum(dim=1))

@@ -1,0 +1,122 @@
+"""Self-distillation against a hand-worked example; every exit head type on the one runner."""
+
+import math
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from sledge.nn import (
+    EXIT_HEADS,
+    ConfidencePolicy,
+    LayerwiseEncoder,
+    LearnedPolicy,
+    MultiExitClassifier,
+    early_exit,
+)
+from sledge.training import DistilledStrategy
+
+
+def softmax(values: list[float]) -> list[float]:
+    exps = [math.exp(v) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_the_distillation_loss_by_hand():
+    student, teacher = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    gold = torch.tensor([1])
+    t, w = 2.0, 0.5
+    last = -math.log(softmax([0.0, 2.0])[1])  # the teacher's own cross-entropy: ln(1 + e^-2)
+    student_gold = -math.log(softmax([1.0, 0.0])[1])  # ln(1 + e)
+    p_teacher, p_student = softmax([0.0, 2.0 / t]), softmax([1.0 / t, 0.0])
+    kl = sum(p * math.log(p / q) for p, q in zip(p_teacher, p_student))
+    expected = last + w * student_gold + (1 - w) * t * t * kl
+    assert expected == pytest.approx(1.298365, abs=1e-6)  # 0.126928 + 0.5 * 1.313262 + 0.5 * 4 * 0.257403
+    strategy = DistilledStrategy(temperature=t, gold_weight=w)
+    loss = strategy.loss([student, teacher], gold, [0, 5], training=True)
+    assert loss.item() == pytest.approx(expected)
+    # Teacher alone (FastBERT) and gold alone are the two ends of the mix.
+    fastbert = DistilledStrategy(temperature=t, gold_weight=0.0).loss([student, teacher], gold, [0, 5], True)
+    assert fastbert.item() == pytest.approx(last + t * t * kl)
+    assert DistilledStrategy(gold_weight=1.0).loss([student, teacher], gold, [0, 5], True).item() == \
+        pytest.approx(last + student_gold)
+    # Evaluation: the plain sum of the gold losses.
+    assert DistilledStrategy().loss([student, teacher], gold, [0, 5], False).item() == \
+        pytest.approx(last + student_gold)
+
+
+def test_no_gradient_of_the_students_reaches_the_teacher():
+    student = torch.tensor([[1.0, 0.0], [0.3, -0.2]], requires_grad=True)
+    teacher = torch.tensor([[0.0, 2.0], [1.0, 0.5]], requires_grad=True)
+    gold = torch.tensor([1, 0])
+    DistilledStrategy(gold_weight=0.0).loss([student, teacher], gold, [0, 5], True).backward()
+    own = teacher.detach().clone().requires_grad_(True)
+    torch.nn.functional.cross_entropy(own, gold).backward()
+    torch.testing.assert_close(teacher.grad, own.grad)  # the teacher's gradient is its own loss's alone
+    assert student.grad is not None and student.grad.abs().sum() > 0
+
+
+def test_regression_distils_the_last_exits_score_with_the_squared_error():
+    student, teacher = torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0], [2.5]])
+    gold = torch.tensor([2.0, 2.0])
+    last = ((3 - 2) ** 2 + 0.5**2) / 2
+    gold_part = ((1 - 2) ** 2 + 0) / 2
+    soft_part = ((1 - 3) ** 2 + (2 - 2.5) ** 2) / 2
+    loss = DistilledStrategy(gold_weight=0.25).loss([student, teacher], gold, [0, 5], True)
+    assert loss.item() == pytest.approx(last + 0.25 * gold_part + 0.75 * soft_part)
+
+
+def test_bad_distillation_settings_are_named():
+    with pytest.raises(ValueError, match="training_strategy.temperature must be > 0"):
+        DistilledStrategy(temperature=0)
+    with pytest.raises(ValueError, match=r"training_strategy.gold_weight must lie in \[0, 1\]"):
+        DistilledStrategy(gold_weight=1.5)
+
+
+LAYERS = [0, 1, 3, 5]
+
+
+def tiny(head: str, lte: bool = False) -> MultiExitClassifier:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                        num_hidden_layers=6)
+    options = {"type": head, **({"size": 16} if head == "attention" else {})}
+    model = MultiExitClassifier(LayerwiseEncoder(config=config), LAYERS, 3, pooling="mean",
+                                learn_to_exit=lte, exit_head=options).eval()
+    for exit_head in model.exits:
+        exit_head.classifier.weight.data.mul_(8.0)
+    return model
+
+
+@pytest.mark.parametrize("head", sorted(EXIT_HEADS))
+def test_each_head_type_gives_the_same_exits_batched_and_at_batch_1(head):
+    model = tiny(head, lte=True)
+    generator = torch.Generator().manual_seed(4)
+    lengths = torch.randint(3, 20, (32,), generator=generator)
+    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
+    ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
+    with torch.no_grad():
+        logits, certainties = model.forward_all(ids, mask)
+    first = torch.softmax(logits[0], -1).max(-1)[0].sort()[0]
+    for policy in (ConfidencePolicy(float(first[15:17].mean())),
+                   LearnedPolicy(float(certainties[0].sort()[0][15:17].mean()))):
+        batched = early_exit(model, ids, mask, policy=policy)
+        assert len(set(batched.exit_index.tolist())) >= 2
+        for row in range(len(ids)):
+            n = int(lengths[row])
+            one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], policy=policy)
+            assert int(one.exit_index) == int(batched.exit_index[row])
+            torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
+            full = logits[int(one.exit_index)][row]
+            torch.testing.assert_close(batched.logits[row], full, atol=1e-5, rtol=1e-4)
+
+
+def test_the_attention_head_reads_only_real_tokens():
+    model = tiny("attention")
+    ids = torch.randint(5, 100, (1, 6))
+    mask = torch.ones_like(ids)
+    padded_ids = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        for a, b in zip(model(ids, mask), model(padded_ids, padded_mask)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
