@@ -15,6 +15,7 @@ Models already trained are reused unless --retrain; the baselines are run.py's.
 """
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -95,7 +96,7 @@ def benchmark(dataset: str, data: dict, work: Path, out: Path, args: argparse.Na
 
 
 def head_cost(repeats: int = 30) -> dict:
-    """Each head type's exit (from the encoder's states to logits) against one MiniLM-L6 layer, batch 1 and 32."""
+    """Each head type's exit (the encoder's states to logits) against one MiniLM-L6 layer, batch 1 and 32."""
     import torch
 
     from sledge.nn import EXIT_HEADS, LayerwiseEncoder, MultiExitClassifier
@@ -113,12 +114,10 @@ def head_cost(repeats: int = 30) -> dict:
         with torch.no_grad():
             hidden, additive = encoder.embed(ids, mask)
             hidden = encoder.layer(0, hidden, additive)
-            jobs = {"layer": lambda: encoder.layer(1, hidden, additive)}
+            jobs = {"layer": functools.partial(encoder.layer, 1, hidden, additive)}
             for name, model in models.items():
-                pooled = [model.pool(hidden, mask)]
-                head = model.exits[0]
-                jobs[name] = lambda head=head, pooled=pooled: head.classify(
-                    head.features(pooled, hidden, mask)
+                jobs[name] = functools.partial(
+                    exit_logits, model.exits[0], [model.pool(hidden, mask)], hidden, mask
                 )
             times: dict[str, list[float]] = {name: [] for name in jobs}
             for _ in range(3):
@@ -138,6 +137,10 @@ def head_cost(repeats: int = 30) -> dict:
                 "share_of_a_layer": seconds / layer,
             }
     return result
+
+
+def exit_logits(head, pooled, hidden, mask):
+    return head.classify(head.features(pooled, hidden, mask))
 
 
 def main() -> None:
