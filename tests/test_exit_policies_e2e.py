@@ -164,3 +164,22 @@ def test_policies_set_with_overrides_give_the_same_exits_batched(trained_run, tm
     with pytest.raises(SledgeError, match="give the threshold inside model.exit_policy"):
         predict(trained_run["archive"], sentences[:1], tmp_path / "x.jsonl", "-o", json.dumps(
             {"model.exit_policy": {"type": "entropy", "threshold": 0.5}, "model.confidence_threshold": 0.9}))
+
+
+def test_a_sweep_measures_other_models_curves_in_the_same_run(trained_run, tmp_path):
+    output = tmp_path / "sweep"
+    allennlp("sweep", str(trained_run["archive"]), str(TEST), "--output-dir", str(output), "--name",
+             "first", "--also", f"second={trained_run['run']}", "--thresholds", "0", "0.7", "1",
+             "--repeats", "1")
+    report = json.loads((output / "sweep.json").read_text())
+    rows = [row for row in report["rows"] if row["kind"] == "sledge"]
+    assert [(row["model"], row["policy"], row["value"]) for row in rows] == [
+        (model, f"{model}, confidence", value) for model in ("first", "second") for value in (0.0, 0.7, 1.0)]
+    for a, b in zip(rows[:3], rows[3:]):  # the same model twice: the same exits and accuracy
+        assert a["accuracy"] == b["accuracy"] and a["exit_shares"] == b["exit_shares"]
+    models = {"first": str(trained_run["archive"]), "second": str(trained_run["run"])}
+    assert report["info"]["models"] == models
+    assert [row["model"] for row in report["rows"] if row["kind"] == "oracle"] == ["first"]
+    with pytest.raises(SledgeError, match="'first' is the name of the swept model"):
+        allennlp("sweep", str(trained_run["archive"]), str(TEST), "--output-dir", str(output), "--name",
+                 "first", "--also", f"first={trained_run['run']}")

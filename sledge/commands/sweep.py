@@ -92,6 +92,12 @@ class Sweep(Subcommand):
             help="time on a seeded random sample of this many instances (all if fewer); accuracy always "
             "uses every instance",
         )
+        subparser.add_argument(
+            "--also", action="append", default=[], metavar="NAME=ARCHIVE",
+            help="another multi-exit model (repeatable) whose curves, for the same policies and settings, "
+            "are measured in the same run and drawn on the same axes",
+        )
+        subparser.add_argument("--name", default="sledge", help="the swept model's name beside --also models")
         subparser.add_argument("--seed", type=int, default=0, help="seed of the timing sample")
         subparser.add_argument("--cuda-device", type=int, default=-1, help="GPU id, -1 for the CPU")
         subparser.set_defaults(func=sweep_from_args)
@@ -99,21 +105,27 @@ class Sweep(Subcommand):
 
 
 def sweep_from_args(args: argparse.Namespace) -> None:
-    baselines = {}
-    for spec in args.baseline:
-        name, _, path = spec.rpartition("=")
-        if not path:
-            raise SledgeError(f"--baseline {spec!r}: give [NAME=]ARCHIVE")
-        name = name or Path(path).parent.name
-        if name in baselines:
-            raise SledgeError(f"--baseline: two baselines are named {name!r}; name them with NAME=ARCHIVE")
-        baselines[name] = path
     rows = sweep(
-        args.archive_file, args.input_file, args.output_dir, args.thresholds, baselines,
-        args.cuda_device, args.batch_size, args.repeats, args.timing_instances, args.seed,
-        policies=[parse_policy(spec) for spec in args.policy],
+        args.archive_file, args.input_file, args.output_dir, args.thresholds,
+        named_archives(args.baseline, "--baseline"), args.cuda_device, args.batch_size, args.repeats,
+        args.timing_instances, args.seed, policies=[parse_policy(spec) for spec in args.policy],
+        name=args.name, also=named_archives(args.also, "--also"),
     )
     print_table(rows)
+
+
+def named_archives(specs: list[str], option: str) -> dict[str, str]:
+    """`[NAME=]ARCHIVE` specs as {name: archive}; a missing name is the archive's folder name."""
+    archives: dict[str, str] = {}
+    for spec in specs:
+        name, _, path = spec.rpartition("=")
+        if not path:
+            raise SledgeError(f"{option} {spec!r}: give [NAME=]ARCHIVE")
+        name = name or Path(path).parent.name
+        if name in archives:
+            raise SledgeError(f"{option}: two archives are named {name!r}; name them with NAME=ARCHIVE")
+        archives[name] = path
+    return archives
 
 
 def parse_policy(spec: str) -> tuple[ExitPolicy, list[float] | None]:
@@ -210,11 +222,19 @@ def sweep(
     timing_instances: int = 500,
     seed: int = 0,
     policies: list[tuple[ExitPolicy, list[float] | None]] | None = None,
+    name: str = "sledge",
+    also: dict[str, str] | None = None,
 ) -> list[dict]:
-    """Run the sweep; write sweep.json, sweep.csv, sweep.png to `output_dir`; return the rows."""
+    """
+    Run the sweep; write sweep.json, sweep.csv, sweep.png to `output_dir`; return the rows. `also`
+    (name -> archive): more multi-exit models whose curves (the same policies and settings) are
+    measured in the same run; `name` names the first model's rows.
+    """
     check_inputs(archive_file, input_file, cuda_device)
-    for name, path in (baselines or {}).items():
-        check_input_path(path, f"--baseline {name}")
+    for label, path in {**(baselines or {}), **(also or {})}.items():
+        check_input_path(path, f"--baseline/--also {label}")
+    if name in (also or {}):
+        raise SledgeError(f"--also: {name!r} is the name of the swept model (--name); choose another")
     check_output_dir(output_dir, "--output-dir")
     for option, value in (("--batch-size", batch_size), ("--repeats", repeats),
                           ("--timing-instances", timing_instances)):
@@ -226,58 +246,41 @@ def sweep(
         check_threshold(threshold, "--thresholds")
     device = device_of(cuda_device)
     archive = load_sledge_archive(archive_file, cuda_device)
-    model = archive.model
-    core = model.core
-    layers = core.layer_indices
-    curves = _curves(policies or [(model.exit_policy, None)], thresholds, core)
+    core = archive.model.core
     instances = read_labelled(archive, input_file)
-    logits, certainties, labels = full_pass(model, tensor_batches(instances, archive, 64, device))
-    views = full_pass_views(core, logits, certainties)
-    score = _scorer(logits, labels, core.regression)
-
     sample = sorted(random.Random(seed).sample(range(len(instances)), min(timing_instances, len(instances))))
-    timed = [instances[i] for i in sample]
-    single = tensor_batches(timed, archive, 1, device)
-    batched = tensor_batches(timed, archive, batch_size, device)
     timer = _Timer(device.type == "cuda")
-    exits_seen: dict[str, dict[int, int]] = {}  # job -> {id(batch-1 batch): exit taken}
-
-    def runner(model_core, policy: ExitPolicy, last_exit: int | None = None, record: dict | None = None):
-        def run(batch: dict) -> None:
-            result = early_exit(model_core, *inputs_of(batch), last_exit=last_exit, policy=policy)
-            if record is not None:
-                record[id(batch)] = int(result.exit_index)
-        return run
-
-    for label, policy, values in curves:
-        for value in values:
-            job = f"{label}@{value:g}"
-            exits_seen[job] = {}
-            setting = policy.with_setting(value)
-            timer.add(f"{job}/1", runner(core, setting, record=exits_seen[job]), single)
-            timer.add(f"{job}/b", runner(core, setting), batched)
-    never = ConfidencePolicy(1.0)
-    if not core.regression:
-        for position in range(len(layers)):
-            timer.add(f"exit{position}/1", runner(core, never, last_exit=position), single)
-
-    baseline_rows = []
-    for name, path in (baselines or {}).items():
+    models = [
+        _ModelCurves(name, archive_file, archive, policies, thresholds, instances, sample, batch_size, device)
+    ]
+    for other_name, path in (also or {}).items():
         other = load_sledge_archive(path, cuda_device)
         if other.model.core.regression != core.regression:
-            raise SledgeError(f"--baseline {name}: {path} and {archive_file} are not the same kind of task")
+            raise SledgeError(f"--also {other_name}: {path} and {archive_file} are not the same kind of task")
+        other_instances = read_labelled(other, input_file)
+        models.append(_ModelCurves(other_name, path, other, policies, thresholds, other_instances, sample,
+                                   batch_size, device))
+    for model in models:
+        model.add_jobs(timer, oracle=model is models[0] and not core.regression)
+
+    never = ConfidencePolicy(1.0)
+    baseline_rows = []
+    for label, path in (baselines or {}).items():
+        other = load_sledge_archive(path, cuda_device)
+        if other.model.core.regression != core.regression:
+            raise SledgeError(f"--baseline {label}: {path} and {archive_file} are not the same kind of task")
         other_instances = read_labelled(other, input_file)
         other_batches = tensor_batches(other_instances, other, 64, device)
         other_logits, _, other_labels = full_pass(other.model, other_batches)
         other_timed = [other_instances[i] for i in sample]
         for suffix, size in (("1", 1), ("b", batch_size)):
-            timer.add(f"{name}/{suffix}", runner(other.model.core, never),
+            timer.add(f"{label}/{suffix}", _runner(other.model.core, never),
                       tensor_batches(other_timed, other, size, device))
         last = torch.full((len(other_labels),), other_logits.size(0) - 1, dtype=torch.long)
         baseline_rows.append(
             {
                 "kind": "baseline",
-                "name": name,
+                "name": label,
                 "archive": path,
                 **_scorer(other_logits, other_labels, core.regression)(last),
                 "average_exit_layer": float(other.model.core.layer_indices[-1]),
@@ -287,52 +290,19 @@ def sweep(
     seconds = timer.median_seconds(repeats)
     n_timed = len(sample)
     rows: list[dict] = []
-    for label, policy, values in curves:
-        for value in values:
-            job = f"{label}@{value:g}"
-            setting = policy.with_setting(value)
-            exits = simulate_exits(setting, views)
-            taken = torch.tensor([exits_seen[job][id(batch)] for batch in single])
-            agreement = (taken == exits[sample]).float().mean()  # real runs against the full-pass exits
-            rows.append(
-                {
-                    "kind": "sledge",
-                    "name": job,
-                    "policy": label,
-                    "setting": policy.setting,
-                    "value": value,
-                    **({"threshold": value} if policy.setting == "threshold" else {}),
-                    **score(exits),
-                    **_exit_statistics(exits, layers),
-                    "seconds_per_instance": seconds[f"{job}/1"] / n_timed,
-                    "instances_per_second": n_timed / seconds[f"{job}/b"],
-                    "exit_agreement": float(agreement),
-                }
-            )
-    if not core.regression:
-        correct = (logits.argmax(dim=-1) == labels).T  # (N, exits)
-        oracle = oracle_exits(correct)
-        per_exit = torch.tensor([seconds[f"exit{j}/1"] / n_timed for j in range(len(layers))])
-        rows.append(
-            {
-                "kind": "oracle",
-                "name": "oracle",
-                **score(oracle),
-                **_exit_statistics(oracle, layers),
-                # Each instance costs the measured batch-1 time of running to its oracle exit.
-                "seconds_per_instance": float(per_exit[oracle].mean()),
-            }
-        )
+    for model in models:
+        rows += model.rows(seconds, n_timed, several=len(models) > 1)
     for row in baseline_rows:
         row["seconds_per_instance"] = seconds[f"{row['name']}/1"] / n_timed
         row["instances_per_second"] = n_timed / seconds[f"{row['name']}/b"]
         rows.append(row)
 
+    layers = core.layer_indices
     deepest = max(baseline_rows, key=lambda row: row["average_exit_layer"], default=None)
     if deepest is not None and deepest["average_exit_layer"] >= layers[-1]:
         standard = deepest
     else:  # no standard baseline given: sledge with no early exit (its slowest setting) stands in for it
-        curve = [row for row in rows if row["kind"] == "sledge"]
+        curve = [row for row in rows if row["kind"] == "sledge" and row["model"] == name]
         standard = max(curve, key=lambda row: row["average_exit_layer"])
     for row in rows:
         row["relative_time"] = row["seconds_per_instance"] / standard["seconds_per_instance"]
@@ -345,7 +315,8 @@ def sweep(
         "timing": f"median of {repeats} repeats after a warm-up; batch 1 and batch {batch_size}; "
         f"device {device}; threads {torch.get_num_threads()}",
         "metric": "pearson" if core.regression else "accuracy",
-        "policies": {label: repr(policy) for label, policy, _ in curves},
+        "models": {model.name: model.archive_file for model in models},
+        "policies": {label: repr(policy) for label, policy, _ in models[0].curves},
         "exit_layers": layers,
         "temperatures": core.temperatures.tolist(),
     }
@@ -353,6 +324,100 @@ def sweep(
     if n_timed < len(instances):
         print(f"timings measured on a seeded random sample of {n_timed} of {len(instances)} instances")
     return rows
+
+
+def _runner(model_core, policy: ExitPolicy, last_exit: int | None = None, record: dict | None = None):
+    """A timing job: early exit on one batch; `record` keeps the exit each batch-1 batch took."""
+
+    def run(batch: dict) -> None:
+        result = early_exit(model_core, *inputs_of(batch), last_exit=last_exit, policy=policy)
+        if record is not None:
+            record[id(batch)] = int(result.exit_index)
+
+    return run
+
+
+class _ModelCurves:
+    """One multi-exit model in a sweep: its full pass, its timing jobs, and its rows."""
+
+    def __init__(
+        self, name, archive_file, archive, policies, thresholds, instances, sample, batch_size, device
+    ) -> None:
+        self.name = name
+        self.archive_file = archive_file
+        self.core = archive.model.core
+        self.curves = _curves(policies or [(archive.model.exit_policy, None)], thresholds, self.core)
+        logits, certainties, labels = full_pass(archive.model, tensor_batches(instances, archive, 64, device))
+        self.logits, self.labels = logits, labels
+        self.views = full_pass_views(self.core, logits, certainties)
+        self.score = _scorer(logits, labels, self.core.regression)
+        self.sample = sample
+        timed = [instances[i] for i in sample]
+        self.single = tensor_batches(timed, archive, 1, device)
+        self.batched = tensor_batches(timed, archive, batch_size, device)
+        self.exits_seen: dict[str, dict[int, int]] = {}  # job -> {id(batch-1 batch): exit taken}
+        self.oracle = False
+
+    def job(self, label: str, value: float) -> str:
+        return f"{self.name}:{label}@{value:g}"
+
+    def add_jobs(self, timer: "_Timer", oracle: bool) -> None:
+        for label, policy, values in self.curves:
+            for value in values:
+                job = self.job(label, value)
+                self.exits_seen[job] = {}
+                setting = policy.with_setting(value)
+                timer.add(f"{job}/1", _runner(self.core, setting, record=self.exits_seen[job]), self.single)
+                timer.add(f"{job}/b", _runner(self.core, setting), self.batched)
+        self.oracle = oracle
+        if oracle:
+            for position in range(len(self.core.layer_indices)):
+                timer.add(f"{self.name}:exit{position}/1",
+                          _runner(self.core, ConfidencePolicy(1.0), last_exit=position), self.single)
+
+    def rows(self, seconds: dict[str, float], n_timed: int, several: bool) -> list[dict]:
+        layers = self.core.layer_indices
+        rows = []
+        for label, policy, values in self.curves:
+            for value in values:
+                job = self.job(label, value)
+                exits = simulate_exits(policy.with_setting(value), self.views)
+                taken = torch.tensor([self.exits_seen[job][id(batch)] for batch in self.single])
+                agreement = (taken == exits[self.sample]).float().mean()  # real runs against simulated exits
+                rows.append(
+                    {
+                        "kind": "sledge",
+                        "model": self.name,
+                        "name": job if several else f"{label}@{value:g}",
+                        "policy": f"{self.name}, {label}" if several else label,
+                        "setting": policy.setting,
+                        "value": value,
+                        **({"threshold": value} if policy.setting == "threshold" else {}),
+                        **self.score(exits),
+                        **_exit_statistics(exits, layers),
+                        "seconds_per_instance": seconds[f"{job}/1"] / n_timed,
+                        "instances_per_second": n_timed / seconds[f"{job}/b"],
+                        "exit_agreement": float(agreement),
+                    }
+                )
+        if self.oracle:
+            correct = (self.logits.argmax(dim=-1) == self.labels).T  # (N, exits)
+            oracle = oracle_exits(correct)
+            per_exit = torch.tensor(
+                [seconds[f"{self.name}:exit{j}/1"] / n_timed for j in range(len(layers))]
+            )
+            rows.append(
+                {
+                    "kind": "oracle",
+                    "model": self.name,
+                    "name": "oracle",
+                    **self.score(oracle),
+                    **_exit_statistics(oracle, layers),
+                    # Each instance costs the measured batch-1 time of running to its oracle exit.
+                    "seconds_per_instance": float(per_exit[oracle].mean()),
+                }
+            )
+        return rows
 
 
 def _curves(
