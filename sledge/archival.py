@@ -179,7 +179,7 @@ def read_config(archive: str | os.PathLike) -> dict:
     raise ArchiveError(f"{archive}: no {CONFIG_NAME} in it; not an AllenNLP model archive")
 
 
-def _stage(source: str, staging: str) -> None:
+def stage_archive(source: str, staging: str) -> None:
     """Put the contents of an archive, or the archivable files of a serialization folder, in `staging`."""
     if not os.path.isdir(source):
         safe_extract(source, staging)
@@ -212,7 +212,7 @@ def write_archive(
     output = Path(output_file)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sledge-archive-") as staging:
-        _stage(str(source), staging)
+        stage_archive(str(source), staging)
         torch.save(state_dict, os.path.join(staging, WEIGHTS_NAME))
         for name, text in (extra_files or {}).items():
             Path(staging, name).write_text(text, encoding="utf-8")

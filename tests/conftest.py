@@ -63,14 +63,13 @@ def allennlp(*args: str) -> None:
         sys.argv = argv
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> dict:
-    """Train the MiniLM SST-2 config with its backbone swapped for a tiny random BERT, which is
-    then deleted: everything after training must work from the archive alone. Read-only for tests."""
+def train_tiny(work: Path, **extra) -> Path:
+    """Train the MiniLM SST-2 config on the e2e fixtures with its backbone swapped for a tiny random
+    BERT, which is then deleted: everything after training must work from the archive alone. `extra`:
+    more overrides. Returns the serialization folder."""
     import json
     import shutil
 
-    work = tmp_path_factory.mktemp("e2e")
     backbone = build_tiny_bert(work / "tiny-bert", num_layers=6)
     overrides = {
         "dataset_reader.transformer_model": str(backbone),
@@ -81,6 +80,7 @@ def trained_run(tmp_path_factory) -> dict:
         "trainer.num_epochs": 2,
         "trainer.optimizer.lr": 1e-3,
         "data_loader.batch_sampler.batch_size": 8,
+        **extra,
     }
     run = work / "run"
     with pytest.MonkeyPatch.context() as patch:
@@ -88,4 +88,19 @@ def trained_run(tmp_path_factory) -> dict:
         allennlp("train", str(ROOT / "training_config" / "sst2_minilm.jsonnet"), "-s", str(run),
                  "--include-package", "sledge", "-o", json.dumps(overrides))
     shutil.rmtree(backbone)
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> dict:
+    """The tiny SST-2 model with exits 0, 1, 3, 5 (see `train_tiny`). Read-only for tests."""
+    work = tmp_path_factory.mktemp("e2e")
+    run = train_tiny(work)
     return {"work": work, "run": run, "archive": run / "model.tar.gz"}
+
+
+@pytest.fixture(scope="session")
+def single_exit_runs(tmp_path_factory) -> dict[int, Path]:
+    """Two complete tiny models, of 2 and 6 layers (single exits on layers 1 and 5): archives."""
+    return {layer: train_tiny(tmp_path_factory.mktemp(f"single-{layer}"), **{"model.layer_indices": [layer]})
+            / "model.tar.gz" for layer in (1, 5)}

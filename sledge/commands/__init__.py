@@ -2,7 +2,8 @@
 `sledge` (in the working directory, or ~/.allennlp/plugins); `--include-package` comes too late."""
 
 from sledge.commands.calibrate import Calibrate
+from sledge.commands.cascade import CascadeCommand
 from sledge.commands.difficulty import Difficulty
 from sledge.commands.sweep import Sweep
 
-__all__ = ["Calibrate", "Difficulty", "Sweep"]
+__all__ = ["Calibrate", "CascadeCommand", "Difficulty", "Sweep"]

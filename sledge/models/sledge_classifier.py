@@ -16,6 +16,7 @@ from sledge.errors import SledgeError
 from sledge.models.correlation import Correlation
 from sledge.models.exit_policy import ExitPolicyRegistry
 from sledge.nn import (
+    Cascade,
     ConfidencePolicy,
     ExitPolicy,
     LayerwiseEncoder,
@@ -131,17 +132,30 @@ class SledgeClassifier(Model):
         if serialization_dir is not None and not saved:
             save_backbone(path, serialization_dir)
         num_labels = 1 if regression else vocab.get_vocab_size(label_namespace)
-        self.core = MultiExitClassifier(
+        core = MultiExitClassifier(
             encoder, layer_indices, num_labels, dropout, pooling, regression, learn_to_exit, exit_head
         )
+        self._setup(core, confidence_threshold, exit_policy, training_strategy, label_namespace)
+
+    def _setup(
+        self,
+        core: "MultiExitClassifier | Cascade",
+        confidence_threshold: float,
+        exit_policy: ExitPolicy | None,
+        training_strategy: TrainingStrategy | None,
+        label_namespace: str,
+    ) -> None:
+        """What every sledge model keeps besides its core: policy, strategy, metrics."""
+        self.core = core
         self.exit_policy = default_policy(
-            exit_policy, check_threshold(confidence_threshold, "model.confidence_threshold"), self.core
+            exit_policy, check_threshold(confidence_threshold, "model.confidence_threshold"), core
         )
         self.training_strategy = training_strategy or JointStrategy()
         self.label_namespace = label_namespace
-        exits = len(layer_indices)
-        self._score = Correlation() if regression else CategoricalAccuracy()
-        self._exit_scores = [Correlation() if regression else CategoricalAccuracy() for _ in range(exits)]
+        exits = len(core.layer_indices)
+        metric = Correlation if core.regression else CategoricalAccuracy
+        self._score = metric()
+        self._exit_scores = [metric() for _ in range(exits)]
         self._exit_counts = torch.zeros(exits, dtype=torch.long)
         self._seconds = 0.0  # wall-clock of the early-exit runner since the last reset
 
@@ -234,7 +248,7 @@ class SledgeClassifier(Model):
 
 
 def default_policy(
-    exit_policy: ExitPolicy | None, confidence_threshold: float, core: MultiExitClassifier
+    exit_policy: ExitPolicy | None, confidence_threshold: float, core: "MultiExitClassifier | Cascade"
 ) -> ExitPolicy:
     """
     The policy a model runs: `exit_policy` if given (then `confidence_threshold` must be left at 1),

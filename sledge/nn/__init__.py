@@ -6,6 +6,7 @@ from sledge.nn.calibration import (
     negative_log_likelihood,
     oracle_exits,
 )
+from sledge.nn.cascade import Cascade
 from sledge.nn.early_exit import (
     EarlyExitOutput,
     check_threshold,
@@ -31,6 +32,7 @@ __all__ = [
     "EXIT_HEADS",
     "POLICIES",
     "AttentionExitHead",
+    "Cascade",
     "ConfidencePolicy",
     "EarlyExitOutput",
     "EntropyPolicy",

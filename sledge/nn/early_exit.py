@@ -1,12 +1,16 @@
 """Early-exit inference: each instance leaves at the first exit confident enough, batch 1 or batched."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from sledge.errors import SledgeError
 from sledge.nn.exit_policies import ConfidencePolicy, ExitPolicy, ExitView
 from sledge.nn.model import MultiExitClassifier
+
+if TYPE_CHECKING:
+    from sledge.nn.cascade import Cascade
 
 
 def check_threshold(threshold: float, name: str = "confidence_threshold") -> float:
@@ -30,7 +34,7 @@ class EarlyExitOutput:
 
 @torch.no_grad()
 def early_exit(
-    model: MultiExitClassifier,
+    model: "MultiExitClassifier | Cascade",
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     token_type_ids: torch.Tensor | None = None,
@@ -51,6 +55,8 @@ def early_exit(
     waits.
     """
     policy = ConfidencePolicy(check_threshold(threshold)) if policy is None else policy
+    if not isinstance(model, MultiExitClassifier):  # a cascade of complete models runs its members
+        return model.early_exit(input_ids, attention_mask, token_type_ids, policy, last_exit)
     batch_size = input_ids.size(0)
     device = input_ids.device
     hidden, mask = model.encoder.embed(input_ids, attention_mask, token_type_ids)

@@ -86,7 +86,8 @@ class SledgePredictor(Predictor):
 
     @staticmethod
     def _keep_public(output: JsonDict) -> JsonDict:
-        keys = ("label", "probs", "score", "exit_layer", "exit_index", "confidence", "certainty")
+        keys = ("label", "probs", "score", "exit_layer", "exit_index", "exit_model", "confidence",
+                "certainty")
         return {key: output[key] for key in keys if key in output}
 
 

@@ -1,0 +1,247 @@
+"""Cascades of complete models: batched == batch 1 == each member's full pass; the archive and commands."""
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from conftest import ROOT, TEST, allennlp
+from sledge.errors import SledgeError
+from sledge.nn import (
+    Cascade,
+    ConfidencePolicy,
+    EntropyPolicy,
+    LayerwiseEncoder,
+    MultiExitClassifier,
+    PatiencePolicy,
+    early_exit,
+    full_pass_views,
+    simulate_exits,
+)
+
+SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
+
+
+def tiny_cascade() -> Cascade:
+    torch.manual_seed(0)
+    members = []
+    for depth in (2, 4):
+        config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                            num_hidden_layers=depth)
+        member = MultiExitClassifier(LayerwiseEncoder(config=config), [depth - 1], 3, pooling="mean").eval()
+        member.exits[0].classifier.weight.data.mul_(8.0)
+        members.append(member)
+    members[0].temperatures.fill_(1.5)
+    return Cascade(members)
+
+
+def batch(size: int = 32):
+    generator = torch.Generator().manual_seed(5)
+    lengths = torch.randint(3, 20, (size,), generator=generator)
+    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
+    return torch.randint(5, 100, mask.shape, generator=generator) * mask, mask, lengths
+
+
+def test_layers_count_every_member_run_and_temperatures_come_from_the_members():
+    cascade = tiny_cascade()
+    assert cascade.layer_indices == [1, 5]  # 2 layers, then 2 + 4
+    assert cascade.temperatures.tolist() == [1.5, 1.0]
+
+
+@pytest.mark.parametrize("make", [lambda t: ConfidencePolicy(t), lambda t: EntropyPolicy(1 - t),
+                                  lambda t: PatiencePolicy(int(t > 0.5))])
+def test_batched_cascade_equals_batch_1_and_the_members_full_passes(make):
+    cascade = tiny_cascade()
+    ids, mask, lengths = batch()
+    with torch.no_grad():
+        logits, _ = cascade.forward_all(ids, mask)
+    confidence = torch.softmax(logits[0] / 1.5, -1).max(-1)[0].sort()[0]
+    for threshold in (0.0, float(confidence[15:17].mean()), 1.0):
+        policy = make(threshold)
+        batched = cascade.early_exit(ids, mask, None, policy)
+        simulated = simulate_exits(policy, full_pass_views(cascade, torch.stack(logits), None))
+        assert torch.equal(batched.exit_index, simulated)
+        for row in range(len(ids)):
+            n = int(lengths[row])
+            one = early_exit(cascade, ids[row : row + 1, :n], mask[row : row + 1, :n], policy=policy)
+            assert int(one.exit_index) == int(batched.exit_index[row])
+            torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
+            full = logits[int(one.exit_index)][row]
+            torch.testing.assert_close(batched.logits[row], full, atol=1e-5, rtol=1e-4)
+    assert (cascade.early_exit(ids, mask, None, ConfidencePolicy(0.0)).exit_index == 0).all()
+    assert (cascade.early_exit(ids, mask, None, ConfidencePolicy(1.0)).exit_index == 1).all()
+
+
+def test_only_the_rows_left_run_the_next_member():
+    cascade = tiny_cascade()
+    ids, mask, _ = batch()
+    seen = []
+    hook = cascade.members[1].encoder.layer_modules()[0].register_forward_hook(
+        lambda _m, args, _o: seen.append(args[0].shape[0]))
+    try:
+        with torch.no_grad():
+            confidence = torch.softmax(cascade.forward_all(ids, mask)[0][0] / 1.5, -1).max(-1)[0]
+        seen.clear()
+        threshold = float(confidence.sort()[0][15:17].mean())
+        result = cascade.early_exit(ids, mask, None, ConfidencePolicy(threshold))
+        assert seen == [int((result.exit_index == 1).sum())] == [int((confidence < threshold).sum())]
+        seen.clear()
+        cascade.early_exit(ids, mask, None, ConfidencePolicy(1.0))  # the last member runs everything
+        assert seen == [len(ids)]
+    finally:
+        hook.remove()
+
+
+def test_a_member_with_several_exits_is_refused():
+    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                        num_hidden_layers=4)
+    multi = MultiExitClassifier(LayerwiseEncoder(config=config), [1, 3], 3)
+    single = MultiExitClassifier(LayerwiseEncoder(config=config), [3], 3)
+    with pytest.raises(ValueError, match=r"cascade member 0 has exits on layers \[1, 3\]"):
+        Cascade([multi, single])
+
+
+# ---------------------------------------------------------------------------------------------------
+# allennlp cascade / calibrate / evaluate / predict / sweep
+
+
+@pytest.fixture(autouse=True)
+def in_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(scope="module")
+def cascade_archive(single_exit_runs, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("cascade") / "cascade.tar.gz"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        allennlp("cascade", str(single_exit_runs[1]), str(single_exit_runs[5]), "--output-file", str(output))
+    return output
+
+
+def predict(archive, output: Path, *options: str) -> list[dict]:
+    source = output.with_suffix(".input.jsonl")
+    source.write_text("".join(json.dumps(line) + "\n" for line in SENTENCES))
+    allennlp("predict", str(archive), str(source), "--include-package", "sledge", "--silent",
+             "--output-file", str(output), *options)
+    return [json.loads(line) for line in output.read_text().splitlines()]
+
+
+def test_the_cascade_archive_is_self_contained(cascade_archive):
+    with tarfile.open(cascade_archive) as tar:
+        names = set(tar.getnames())
+        config = json.load(tar.extractfile("config.json"))
+    assert {"config.json", "weights.th", "vocabulary/labels.txt", "backbone/vocab.txt",
+            "backbone-0/config.json", "backbone-1/config.json"} <= names
+    assert config["model"]["type"] == "sledge_cascade"
+    assert [member["layer_indices"] for member in config["model"]["members"]] == [[1], [5]]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.9, 1.0])
+def test_predict_with_a_cascade_gives_the_same_exits_at_batch_1_and_32(cascade_archive, tmp_path, threshold):
+    override = json.dumps({"model.confidence_threshold": threshold})
+    one = predict(cascade_archive, tmp_path / "one.jsonl", "-o", override)
+    many = predict(cascade_archive, tmp_path / "many.jsonl", "-o", override, "--batch-size", "32")
+    assert [row["exit_model"] for row in one] == [row["exit_model"] for row in many]
+    assert [row["label"] for row in one] == [row["label"] for row in many]
+    assert {row["exit_layer"] for row in one} <= {1, 7}  # 2 layers, or 2 + 6
+    assert all(row["exit_layer"] == [1, 7][row["exit_model"]] for row in one)
+    if threshold == 0.0:
+        assert {row["exit_model"] for row in one} == {0}
+    if threshold == 1.0:
+        assert {row["exit_model"] for row in one} == {1}
+
+
+def test_the_cascade_answers_as_its_members_do(cascade_archive, single_exit_runs, tmp_path):
+    for threshold, layer in ((0.0, 1), (1.0, 5)):
+        member = predict(single_exit_runs[layer], tmp_path / f"member-{layer}.jsonl")
+        cascade = predict(cascade_archive, tmp_path / f"cascade-{threshold}.jsonl", "-o",
+                          json.dumps({"model.confidence_threshold": threshold}))
+        assert [row["label"] for row in member] == [row["label"] for row in cascade]
+        for a, b in zip(member, cascade):
+            assert a["probs"] == pytest.approx(b["probs"], abs=1e-5)
+
+
+def test_calibrate_evaluate_and_sweep_take_a_cascade(cascade_archive, tmp_path):
+    calibrated = tmp_path / "calibrated.tar.gz"
+    allennlp("calibrate", str(cascade_archive), str(TEST), "--output-file", str(calibrated))
+    with tarfile.open(calibrated) as tar:
+        temperatures = torch.load(tar.extractfile("weights.th"), weights_only=True)["core.temperatures"]
+    assert temperatures.shape == (2,) and (temperatures > 0).all()
+    metrics_file = tmp_path / "metrics.json"
+    allennlp("evaluate", str(calibrated), str(TEST), "--include-package", "sledge", "--output-file",
+             str(metrics_file), "-o", json.dumps({"model.confidence_threshold": 0.0}))
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["average_exit_layer"] == 1.0 and metrics["accuracy"] == metrics["accuracy_layer_1"]
+    allennlp("sweep", str(calibrated), str(TEST), "--output-dir", str(tmp_path / "sweep"), "--repeats", "1",
+             "--thresholds", "0", "0.9", "1", "--batch-size", "4")
+    rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"]
+    curve = [row for row in rows if row["kind"] == "sledge"]
+    assert [row["average_exit_layer"] for row in (curve[0], curve[-1])] == [1.0, 7.0]
+    assert all(row["exit_agreement"] == 1.0 for row in curve)
+
+
+def rewrite(archive: Path, target: Path, change) -> Path:
+    """A copy of `archive` whose members `change(name, data)` may replace."""
+    with tarfile.open(archive) as source, tarfile.open(target, "w:gz") as tar:
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isfile() else None
+            if data is not None:
+                data = change(member.name, data)
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return target
+
+
+def test_members_with_labels_in_another_order_are_aligned(single_exit_runs, tmp_path):
+    def reverse(name: str, data: bytes) -> bytes:
+        if name == "vocabulary/labels.txt":
+            return b"\n".join(reversed(data.strip().split(b"\n"))) + b"\n"
+        if name == "weights.th":
+            state = torch.load(io.BytesIO(data), weights_only=True)
+            for key in ("core.exits.0.classifier.weight", "core.exits.0.classifier.bias"):
+                state[key] = state[key].flip(0)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            return buffer.getvalue()
+        return data
+
+    flipped = rewrite(single_exit_runs[5], tmp_path / "flipped.tar.gz", reverse)
+    original = predict(single_exit_runs[5], tmp_path / "s.jsonl")
+    labels = [row["label"] for row in original]
+    assert [row["label"] for row in predict(flipped, tmp_path / "f.jsonl")] == labels
+    allennlp("cascade", str(single_exit_runs[1]), str(flipped), "--output-file", str(tmp_path / "c.tar.gz"))
+    cascade = predict(tmp_path / "c.tar.gz", tmp_path / "c.jsonl")
+    member = predict(single_exit_runs[5], tmp_path / "m.jsonl")
+    assert [row["label"] for row in cascade] == [row["label"] for row in member]
+
+
+def test_a_cascade_of_disagreeing_members_is_refused_naming_them(single_exit_runs, trained_run, tmp_path):
+    def other_labels(name: str, data: bytes) -> bytes:
+        return b"neg\npos\n" if name == "vocabulary/labels.txt" else data
+
+    def other_tokenizer(name: str, data: bytes) -> bytes:
+        if name not in ("backbone/vocab.txt", "backbone/tokenizer.json"):
+            return data
+        if name.endswith(".txt"):
+            return data + b"zebra\n"
+        tokenizer = json.loads(data)
+        tokenizer["model"]["vocab"]["zebra"] = len(tokenizer["model"]["vocab"])
+        return json.dumps(tokenizer).encode()
+
+    output = str(tmp_path / "c.tar.gz")
+    relabelled = rewrite(single_exit_runs[5], tmp_path / "relabelled.tar.gz", other_labels)
+    with pytest.raises(SledgeError, match=rf"the labels of {relabelled} \(neg, pos\) differ from those of"):
+        allennlp("cascade", str(single_exit_runs[1]), str(relabelled), "--output-file", output)
+    retokenized = rewrite(single_exit_runs[5], tmp_path / "retokenized.tar.gz", other_tokenizer)
+    with pytest.raises(SledgeError, match=rf"the tokenizer of {retokenized} differs from that of"):
+        allennlp("cascade", str(single_exit_runs[1]), str(retokenized), "--output-file", output)
+    with pytest.raises(SledgeError, match=r"has exits on layers \[0, 1, 3, 5\]; a cascade member is a"):
+        allennlp("cascade", str(single_exit_runs[1]), str(trained_run["archive"]), "--output-file", output)
+    with pytest.raises(SledgeError, match="a cascade needs at least 2 archives"):
+        allennlp("cascade", str(single_exit_runs[1]), "--output-file", output)
+    assert not Path(output).exists()
