@@ -30,8 +30,13 @@ def tiny_cascade() -> Cascade:
     torch.manual_seed(0)
     members = []
     for depth in (2, 4):
-        config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                            num_hidden_layers=depth)
+        config = BertConfig(
+            vocab_size=100,
+            hidden_size=32,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_hidden_layers=depth,
+        )
         member = MultiExitClassifier(LayerwiseEncoder(config=config), [depth - 1], 3, pooling="mean").eval()
         member.exits[0].classifier.weight.data.mul_(8.0)
         members.append(member)
@@ -52,8 +57,10 @@ def test_layers_count_every_member_run_and_temperatures_come_from_the_members():
     assert cascade.temperatures.tolist() == [1.5, 1.0]
 
 
-@pytest.mark.parametrize("make", [lambda t: ConfidencePolicy(t), lambda t: EntropyPolicy(1 - t),
-                                  lambda t: PatiencePolicy(int(t > 0.5))])
+@pytest.mark.parametrize(
+    "make",
+    [lambda t: ConfidencePolicy(t), lambda t: EntropyPolicy(1 - t), lambda t: PatiencePolicy(int(t > 0.5))],
+)
 def test_batched_cascade_equals_batch_1_and_the_members_full_passes(make):
     cascade = tiny_cascade()
     ids, mask, lengths = batch()
@@ -80,8 +87,11 @@ def test_only_the_rows_left_run_the_next_member():
     cascade = tiny_cascade()
     ids, mask, _ = batch()
     seen = []
-    hook = cascade.members[1].encoder.layer_modules()[0].register_forward_hook(
-        lambda _m, args, _o: seen.append(args[0].shape[0]))
+    hook = (
+        cascade.members[1]
+        .encoder.layer_modules()[0]
+        .register_forward_hook(lambda _m, args, _o: seen.append(args[0].shape[0]))
+    )
     try:
         with torch.no_grad():
             confidence = torch.softmax(cascade.forward_all(ids, mask)[0][0] / 1.5, -1).max(-1)[0]
@@ -97,8 +107,9 @@ def test_only_the_rows_left_run_the_next_member():
 
 
 def test_a_member_with_several_exits_is_refused():
-    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        num_hidden_layers=4)
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=4
+    )
     multi = MultiExitClassifier(LayerwiseEncoder(config=config), [1, 3], 3)
     single = MultiExitClassifier(LayerwiseEncoder(config=config), [3], 3)
     with pytest.raises(ValueError, match=r"cascade member 0 has exits on layers \[1, 3\]"):
@@ -126,8 +137,17 @@ def cascade_archive(single_exit_runs, tmp_path_factory) -> Path:
 def predict(archive, output: Path, *options: str) -> list[dict]:
     source = output.with_suffix(".input.jsonl")
     source.write_text("".join(json.dumps(line) + "\n" for line in SENTENCES))
-    allennlp("predict", str(archive), str(source), "--include-package", "sledge", "--silent",
-             "--output-file", str(output), *options)
+    allennlp(
+        "predict",
+        str(archive),
+        str(source),
+        "--include-package",
+        "sledge",
+        "--silent",
+        "--output-file",
+        str(output),
+        *options,
+    )
     return [json.loads(line) for line in output.read_text().splitlines()]
 
 
@@ -135,8 +155,14 @@ def test_the_cascade_archive_is_self_contained(cascade_archive):
     with tarfile.open(cascade_archive) as tar:
         names = set(tar.getnames())
         config = json.load(tar.extractfile("config.json"))
-    assert {"config.json", "weights.th", "vocabulary/labels.txt", "backbone/vocab.txt",
-            "backbone-0/config.json", "backbone-1/config.json"} <= names
+    assert {
+        "config.json",
+        "weights.th",
+        "vocabulary/labels.txt",
+        "backbone/vocab.txt",
+        "backbone-0/config.json",
+        "backbone-1/config.json",
+    } <= names
     assert config["model"]["type"] == "sledge_cascade"
     assert [member["layer_indices"] for member in config["model"]["members"]] == [[1], [5]]
 
@@ -159,8 +185,12 @@ def test_predict_with_a_cascade_gives_the_same_exits_at_batch_1_and_32(cascade_a
 def test_the_cascade_answers_as_its_members_do(cascade_archive, single_exit_runs, tmp_path):
     for threshold, layer in ((0.0, 1), (1.0, 5)):
         member = predict(single_exit_runs[layer], tmp_path / f"member-{layer}.jsonl")
-        cascade = predict(cascade_archive, tmp_path / f"cascade-{threshold}.jsonl", "-o",
-                          json.dumps({"model.confidence_threshold": threshold}))
+        cascade = predict(
+            cascade_archive,
+            tmp_path / f"cascade-{threshold}.jsonl",
+            "-o",
+            json.dumps({"model.confidence_threshold": threshold}),
+        )
         assert [row["label"] for row in member] == [row["label"] for row in cascade]
         for a, b in zip(member, cascade):
             assert a["probs"] == pytest.approx(b["probs"], abs=1e-5)
@@ -173,12 +203,34 @@ def test_calibrate_evaluate_and_sweep_take_a_cascade(cascade_archive, tmp_path):
         temperatures = torch.load(tar.extractfile("weights.th"), weights_only=True)["core.temperatures"]
     assert temperatures.shape == (2,) and (temperatures > 0).all()
     metrics_file = tmp_path / "metrics.json"
-    allennlp("evaluate", str(calibrated), str(TEST), "--include-package", "sledge", "--output-file",
-             str(metrics_file), "-o", json.dumps({"model.confidence_threshold": 0.0}))
+    allennlp(
+        "evaluate",
+        str(calibrated),
+        str(TEST),
+        "--include-package",
+        "sledge",
+        "--output-file",
+        str(metrics_file),
+        "-o",
+        json.dumps({"model.confidence_threshold": 0.0}),
+    )
     metrics = json.loads(metrics_file.read_text())
     assert metrics["average_exit_layer"] == 1.0 and metrics["accuracy"] == metrics["accuracy_layer_1"]
-    allennlp("sweep", str(calibrated), str(TEST), "--output-dir", str(tmp_path / "sweep"), "--repeats", "1",
-             "--thresholds", "0", "0.9", "1", "--batch-size", "4")
+    allennlp(
+        "sweep",
+        str(calibrated),
+        str(TEST),
+        "--output-dir",
+        str(tmp_path / "sweep"),
+        "--repeats",
+        "1",
+        "--thresholds",
+        "0",
+        "0.9",
+        "1",
+        "--batch-size",
+        "4",
+    )
     rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"]
     curve = [row for row in rows if row["kind"] == "sledge"]
     assert [row["average_exit_layer"] for row in (curve[0], curve[-1])] == [1.0, 7.0]

@@ -38,11 +38,13 @@ def test_the_distillation_loss_by_hand():
     # Teacher alone (FastBERT) and gold alone are the two ends of the mix.
     fastbert = DistilledStrategy(temperature=t, gold_weight=0.0).loss([student, teacher], gold, [0, 5], True)
     assert fastbert.item() == pytest.approx(last + t * t * kl)
-    assert DistilledStrategy(gold_weight=1.0).loss([student, teacher], gold, [0, 5], True).item() == \
-        pytest.approx(last + student_gold)
+    assert DistilledStrategy(gold_weight=1.0).loss(
+        [student, teacher], gold, [0, 5], True
+    ).item() == pytest.approx(last + student_gold)
     # Evaluation: the plain sum of the gold losses.
-    assert DistilledStrategy().loss([student, teacher], gold, [0, 5], False).item() == \
-        pytest.approx(last + student_gold)
+    assert DistilledStrategy().loss([student, teacher], gold, [0, 5], False).item() == pytest.approx(
+        last + student_gold
+    )
 
 
 def test_no_gradient_of_the_students_reaches_the_teacher():
@@ -78,11 +80,13 @@ LAYERS = [0, 1, 3, 5]
 
 def tiny(head: str, lte: bool = False) -> MultiExitClassifier:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        num_hidden_layers=6)
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=6
+    )
     options = {"type": head, **({"size": 16} if head == "attention" else {})}
-    model = MultiExitClassifier(LayerwiseEncoder(config=config), LAYERS, 3, pooling="mean",
-                                learn_to_exit=lte, exit_head=options).eval()
+    model = MultiExitClassifier(
+        LayerwiseEncoder(config=config), LAYERS, 3, pooling="mean", learn_to_exit=lte, exit_head=options
+    ).eval()
     for exit_head in model.exits:
         exit_head.classifier.weight.data.mul_(8.0)
     return model
@@ -98,8 +102,10 @@ def test_each_head_type_gives_the_same_exits_batched_and_at_batch_1(head):
     with torch.no_grad():
         logits, certainties = model.forward_all(ids, mask)
     first = torch.softmax(logits[0], -1).max(-1)[0].sort()[0]
-    for policy in (ConfidencePolicy(float(first[15:17].mean())),
-                   LearnedPolicy(float(certainties[0].sort()[0][15:17].mean()))):
+    for policy in (
+        ConfidencePolicy(float(first[15:17].mean())),
+        LearnedPolicy(float(certainties[0].sort()[0][15:17].mean())),
+    ):
         batched = early_exit(model, ids, mask, policy=policy)
         assert len(set(batched.exit_index.tolist())) >= 2
         for row in range(len(ids)):

@@ -162,10 +162,17 @@ def test_policies_that_cannot_apply_say_why():
 
 def tiny_model(regression: bool = False, lte: bool = False, pooling: str = "mean") -> MultiExitClassifier:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        num_hidden_layers=6)
-    model = MultiExitClassifier(LayerwiseEncoder(config=config), LAYERS, 1 if regression else 3,
-                                pooling=pooling, regression=regression, learn_to_exit=lte).eval()
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=6
+    )
+    model = MultiExitClassifier(
+        LayerwiseEncoder(config=config),
+        LAYERS,
+        1 if regression else 3,
+        pooling=pooling,
+        regression=regression,
+        learn_to_exit=lte,
+    ).eval()
     for head in model.exits:  # spread the outputs so that policies split the batch
         head.classifier.weight.data.mul_(8.0)
     if lte:
@@ -226,8 +233,13 @@ def test_batched_exits_equal_batch_1_and_the_full_pass_simulation(kind, regressi
         assert len(set(batched.exit_index.tolist())) >= 2, f"{policy!r} should split the batch"
     for row in range(len(ids)):
         length = int(mask[row].sum())
-        one = early_exit(model, ids[row : row + 1, :length], mask[row : row + 1, :length],
-                         types[row : row + 1, :length], policy=policy)
+        one = early_exit(
+            model,
+            ids[row : row + 1, :length],
+            mask[row : row + 1, :length],
+            types[row : row + 1, :length],
+            policy=policy,
+        )
         assert int(one.exit_index) == int(batched.exit_index[row])
         torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
         exit_taken = int(one.exit_index)

@@ -18,8 +18,10 @@ from sledge.commands.common import (
     read_labelled,
     tensor_batches,
 )
-from sledge.files import check_output_dir, write_files
-from sledge.nn.difficulty import difficulty_tables
+from sledge.dataset_readers.base import difficulty_of, read_difficulty
+from sledge.errors import SledgeError
+from sledge.files import check_input_path, check_output_dir, write_files
+from sledge.nn.difficulty import difficulty_inversion_score, difficulty_tables
 
 
 @Subcommand.register("difficulty")
@@ -40,15 +42,27 @@ class Difficulty(Subcommand):
         subparser.add_argument("--output-dir", required=True, help="where the tables and plots go")
         subparser.add_argument("--high", type=unit_float, default=0.9, help="the 'confident' threshold")
         subparser.add_argument("--cuda-device", type=int, default=-1, help="GPU id, -1 for the CPU")
+        subparser.add_argument(
+            "--difficulty-file", default=None,
+            help="easy/hard labels of the input's instances (from allennlp difficulty-labels "
+            "--label-also): adds each exit's Difficulty Inversion Score (CascadeBERT)",
+        )
         subparser.set_defaults(func=lambda args: difficulty(
-            args.archive_file, args.input_file, args.output_dir, args.high, args.cuda_device))
+            args.archive_file, args.input_file, args.output_dir, args.high, args.cuda_device,
+            args.difficulty_file))
         return subparser
 
 
 def difficulty(archive_file: str, input_file: str, output_dir: str, high: float = 0.9,
-               cuda_device: int = -1) -> dict:
+               cuda_device: int = -1, difficulty_file: str | None = None) -> dict:
     check_inputs(archive_file, input_file, cuda_device)
     check_output_dir(output_dir, "--output-dir")
+    easy_labels = None
+    if difficulty_file is not None:
+        check_input_path(difficulty_file, "--difficulty-file")
+        easy_labels = difficulty_of(read_difficulty(difficulty_file), input_file)
+        if easy_labels is None:
+            raise SledgeError(f"--difficulty-file {difficulty_file} has no labels for {input_file}")
     archive = load_sledge_archive(archive_file, cuda_device)
     model = archive.model
     classification_only(model, "allennlp difficulty (confidence, labels and F1)")
@@ -57,6 +71,15 @@ def difficulty(archive_file: str, input_file: str, output_dir: str, high: float 
     probs = torch.softmax(logits / model.core.temperatures.cpu()[:, None, None], dim=-1).numpy()
     lengths = np.array([len(instance["tokens"]) for instance in instances])
     tables = difficulty_tables(probs, gold.numpy(), lengths, high)
+    if easy_labels is not None:
+        lines = [str(example.line) for example in archive.validation_dataset_reader.examples(input_file)]
+        missing = [line for line in lines if line not in easy_labels]
+        if missing:
+            shown = ", ".join(missing[:5])
+            raise SledgeError(f"--difficulty-file {difficulty_file}: no label for line(s) {shown}")
+        easy = np.array([easy_labels[line] == "easy" for line in lines])
+        tables["easy_share"] = float(easy.mean())
+        tables["dis"] = [difficulty_inversion_score(probs[j].max(axis=-1), easy) for j in range(len(probs))]
     labels = [model.vocab.get_token_from_index(i, "labels") for i in range(probs.shape[-1])]
     report = {"archive": archive_file, "data": input_file, "instances": len(instances), "high": high,
               "exit_layers": model.core.layer_indices, "labels": labels, **tables}
@@ -78,6 +101,10 @@ def to_markdown(report: dict) -> str:
     ]
     for j, layer in enumerate(layers):
         lines.append(f"| {layer} | {report['rho_length'][j]:.3f} | {report['rho_consistency'][j]:.3f} |")
+    if "dis" in report:
+        lines += ["", f"Difficulty Inversion Score (CascadeBERT; {100 * report['easy_share']:.1f}% of the "
+                  "instances labelled easy): " + ", ".join(
+                      f"exit layer {layer} {dis:.3f}" for layer, dis in zip(layers, report["dis"])) + "."]
     lines += ["", f"Per gold label: share predicted with confidence >= {report['high']} / average "
               "confidence / F1, by exit layer.", "",
               "| label | " + " | ".join(f"layer {layer}" for layer in layers) + " |",

@@ -1,6 +1,9 @@
 """What every sledge reader shares: the backbone's own tokenizer, instances, and clear errors."""
 
+import json
+import os
 import random
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +55,10 @@ class SledgeReader(DatasetReader):
     dev_fraction : `float`, optional (default = `0.05`)
         The share of a file's examples that `#dev` selects (and `#train` leaves out), in (0, 1).
     split_seed : `int`, optional (default = `2020`)
-        Seed of the `#train` / `#dev` split.
+        Seed of the `#train` / `#dev` split (and of `#fold-k-of-K` / `#without-fold-k-of-K`).
+    difficulty_file : `str`, optional
+        Difficulty labels written by `allennlp difficulty-labels`: instances of a file it labels get a
+        `difficulty` field (1 easy, 0 hard), which the difficulty-aware regularisation reads.
     serialization_dir : `str`, optional
         Passed by AllenNLP when a model is loaded from an archive: the archive's own copy of the
         tokenizer is used then, so an archive works without the original model directory, and its
@@ -72,6 +78,7 @@ class SledgeReader(DatasetReader):
         max_length: int = 128,
         dev_fraction: float = 0.05,
         split_seed: int = 2020,
+        difficulty_file: str | None = None,
         serialization_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -83,15 +90,28 @@ class SledgeReader(DatasetReader):
         self.dev_fraction = dev_fraction
         self.split_seed = split_seed
         self.known_labels = _vocabulary_labels(serialization_dir)
+        self.difficulty = read_difficulty(difficulty_file) if difficulty_file else None
 
-    def _read(self, file_path: str) -> Iterable[Instance]:
+    def examples(self, file_path: str) -> list[Example]:
+        """The checked examples `_read` turns into instances, in the same order (with their lines)."""
         path, part = split_selector(str(file_path))
         examples = list(self._examples(cached_path(path), path))
         if part is not None:
             examples = held_out(examples, part, self.dev_fraction, self.split_seed)
         self._check(examples, str(file_path))
+        return examples
+
+    def _read(self, file_path: str) -> Iterable[Instance]:
+        examples = self.examples(file_path)
+        path = split_selector(str(file_path))[0]
+        labels = difficulty_of(self.difficulty, path)
         for example in self.shard_iterable(examples):
-            yield self.text_to_instance(example.text, example.text_pair, example.label)
+            easy = None
+            if labels is not None:
+                if str(example.line) not in labels:
+                    raise MalformedInputError(path, example.line or 0, "no difficulty label for this line")
+                easy = labels[str(example.line)] == "easy"
+            yield self.text_to_instance(example.text, example.text_pair, example.label, easy)
 
     def _examples(self, local_path: str, file_path: str) -> Iterator[Example]:
         """The examples of the file at `local_path` (errors name `file_path`), in order."""
@@ -123,7 +143,11 @@ class SledgeReader(DatasetReader):
             )
 
     def text_to_instance(  # type: ignore[override]
-        self, text: str, text_pair: str | None = None, label: str | int | None = None
+        self,
+        text: str,
+        text_pair: str | None = None,
+        label: str | int | None = None,
+        easy: bool | None = None,
     ) -> Instance:
         encoded = self.tokenizer(
             text, text_pair, truncation=True, max_length=self.max_length, return_token_type_ids=True
@@ -141,35 +165,75 @@ class SledgeReader(DatasetReader):
             fields["label"] = TensorField(torch.tensor(float(label)))
         elif label is not None:
             fields["label"] = LabelField(str(label))
+        if easy is not None:
+            fields["difficulty"] = TensorField(torch.tensor(int(easy)))
         return Instance(fields)
 
 
-SPLITS = ("train", "dev")
+FOLD = re.compile(r"(without-)?fold-(\d+)-of-(\d+)")
 
 
 def split_selector(file_path: str) -> tuple[str, str | None]:
-    """`("x.csv", "dev")` for `x.csv#dev` (likewise `#train`); `(file_path, None)` otherwise."""
+    """
+    `("x.csv", part)` for `x.csv#part`, where part is `train`, `dev`, `fold-k-of-K` or
+    `without-fold-k-of-K`; `(file_path, None)` for a path without a selector (or an existing file
+    whose name has a '#').
+    """
     path, hash_sign, part = file_path.rpartition("#")
     if not hash_sign or Path(file_path).exists():
         return file_path, None
-    if part not in SPLITS:
-        raise SledgeError(f"{file_path}: unknown split {part!r} after '#'; use #train or #dev")
+    fold = FOLD.fullmatch(part)
+    if part not in ("train", "dev") and not (fold and 1 <= int(fold.group(2)) <= int(fold.group(3))):
+        raise SledgeError(
+            f"{file_path}: unknown split {part!r} after '#'; use #train, #dev, #fold-k-of-K or "
+            "#without-fold-k-of-K (1 <= k <= K)"
+        )
     return path, part
 
 
 def held_out(examples: list[Example], part: str, fraction: float, seed: int) -> list[Example]:
     """
-    The `part` ("dev" or "train") of a seeded split of `examples`: `round(fraction * n)` of them (at
-    least 1, and at least 1 left) drawn at random for dev, the rest for train, both in file order.
+    The `part` of a seeded split of `examples`, in file order. `dev`: `round(fraction * n)` of them
+    (at least 1, and at least 1 left) drawn at random; `train`: the rest. `fold-k-of-K`: the k-th of
+    K folds (each example in exactly one fold, sizes differing by at most 1); `without-fold-k-of-K`:
+    the other K - 1 folds. The same seed gives the same split on every machine.
     """
     n = len(examples)
-    if n < 2:
-        raise SledgeError(f"cannot split {n} example(s) into train and dev")
-    size = min(max(1, round(fraction * n)), n - 1)
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    dev = set(order[:size])
-    return [example for i, example in enumerate(examples) if (i in dev) == (part == "dev")]
+    fold = FOLD.fullmatch(part)
+    if fold:
+        k, folds = int(fold.group(2)), int(fold.group(3))
+        if n < folds:
+            raise SledgeError(f"cannot split {n} example(s) into {folds} folds")
+        chosen = {index for position, index in enumerate(order) if position % folds == k - 1}
+        keep = fold.group(1) is None
+    else:
+        if n < 2:
+            raise SledgeError(f"cannot split {n} example(s) into train and dev")
+        size = min(max(1, round(fraction * n)), n - 1)
+        chosen, keep = set(order[:size]), part == "dev"
+    return [example for i, example in enumerate(examples) if (i in chosen) == keep]
+
+
+def read_difficulty(path: str) -> dict[str, dict[str, str]]:
+    """The per-file labels of a difficulty file: {data path: {line: "easy" | "hard"}}."""
+    try:
+        files = json.loads(Path(path).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SledgeError(f"dataset_reader.difficulty_file {path}: not a difficulty file ({error})") from None
+    for name, labels in files.items():
+        if any(value not in ("easy", "hard") for value in labels.values()):
+            raise SledgeError(f"dataset_reader.difficulty_file {path}: labels of {name} must be easy or hard")
+    return files
+
+
+def difficulty_of(files: dict[str, dict[str, str]] | None, path: str) -> dict[str, str] | None:
+    """The labels a difficulty file has for the data file `path` (compared as real paths), if any."""
+    for name, labels in (files or {}).items():
+        if os.path.realpath(name) == os.path.realpath(path):
+            return labels
+    return None
 
 
 def _vocabulary_labels(serialization_dir: str | None) -> set[str] | None:

@@ -96,8 +96,9 @@ class SledgeCascade(SledgeClassifier):
         tokens: TextFieldTensors,
         label: torch.Tensor | None = None,
         metadata: list[dict[str, Any]] | None = None,
+        difficulty: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        output = super().forward(tokens, label, metadata)
+        output = super().forward(tokens, label, metadata, difficulty)
         if "exit_index" in output:
             output["exit_model"] = output["exit_index"]
         return output

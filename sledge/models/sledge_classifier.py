@@ -24,6 +24,7 @@ from sledge.nn import (
     MultiExitClassifier,
     PatiencePolicy,
     check_threshold,
+    difficulty_margin_loss,
     early_exit,
     lte_loss,
 )
@@ -92,6 +93,13 @@ class SledgeClassifier(Model):
         layer), `mlp` (the same mix, then a hidden layer: option `inner`), `attention` (FastBERT's
         kind: one small self-attention layer over the exit layer's token states; options `size`,
         `heads`).
+    difficulty_weight : `float`, optional (default = `0.0`)
+        CascadeBERT's difficulty-aware regularisation (DAR): with training instances labelled easy or
+        hard (`dataset_reader.difficulty_file`), this weight times, summed over the exits, the mean
+        over the batch's (easy, hard) pairs of max(0, -g (c_i - c_j) + `difficulty_margin`), c being
+        an exit's max-softmax confidence, is added to the loss. 0: off.
+    difficulty_margin : `float`, optional (default = `0.5`)
+        The margin ε of that loss (CascadeBERT: 0.5 for SST-2- and MRPC-sized tasks, 0.3 for larger).
     training_strategy : `TrainingStrategy`, optional (default = `joint`)
         `{"type": "joint"}` (the sum of the exits' losses, the paper), `{"type": "weighted"}` (PABEE:
         deeper exits weigh more), `{"type": "alternating"}` (BERxiT: the last exit alone on every
@@ -120,6 +128,8 @@ class SledgeClassifier(Model):
         regression: bool = False,
         learn_to_exit: bool = False,
         exit_head: Optional[dict[str, Any]] = None,  # noqa: UP045
+        difficulty_weight: float = 0.0,
+        difficulty_margin: float = 0.5,
         training_strategy: Optional[TrainingStrategy] = None,  # noqa: UP045
         label_namespace: str = "labels",
         serialization_dir: str | None = None,
@@ -136,6 +146,11 @@ class SledgeClassifier(Model):
             encoder, layer_indices, num_labels, dropout, pooling, regression, learn_to_exit, exit_head
         )
         self._setup(core, confidence_threshold, exit_policy, training_strategy, label_namespace)
+        if difficulty_weight < 0 or difficulty_margin < 0:
+            raise SledgeError("model.difficulty_weight and model.difficulty_margin must be >= 0")
+        if difficulty_weight and regression:
+            raise SledgeError("model.difficulty_weight: it ranks class confidences; a regression has none")
+        self.difficulty_weight, self.difficulty_margin = difficulty_weight, difficulty_margin
 
     def _setup(
         self,
@@ -147,6 +162,7 @@ class SledgeClassifier(Model):
     ) -> None:
         """What every sledge model keeps besides its core: policy, strategy, metrics."""
         self.core = core
+        self.difficulty_weight, self.difficulty_margin = 0.0, 0.5
         self.exit_policy = default_policy(
             exit_policy, check_threshold(confidence_threshold, "model.confidence_threshold"), core
         )
@@ -164,6 +180,7 @@ class SledgeClassifier(Model):
         tokens: TextFieldTensors,
         label: torch.Tensor | None = None,
         metadata: list[dict[str, Any]] | None = None,
+        difficulty: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         inputs = (tokens["input_ids"], tokens["attention_mask"], tokens.get("token_type_ids"))
         output: dict[str, torch.Tensor] = {}
@@ -195,6 +212,10 @@ class SledgeClassifier(Model):
             loss = self.training_strategy.loss(all_logits, label, self.core.layer_indices, self.training)
             if certainties is not None:
                 loss = loss + lte_loss(certainties, all_logits, label)
+            if self.training and difficulty is not None and self.difficulty_weight:
+                confidences = [torch.softmax(logits, dim=-1).max(dim=-1)[0] for logits in all_logits]
+                margins = [difficulty_margin_loss(c, difficulty, self.difficulty_margin) for c in confidences]
+                loss = loss + self.difficulty_weight * sum(margins)
             output["loss"] = loss
             self._score(self._predictions(logits), label)
             for metric, exit_logits in zip(self._exit_scores, all_logits):

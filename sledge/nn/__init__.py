@@ -7,6 +7,7 @@ from sledge.nn.calibration import (
     oracle_exits,
 )
 from sledge.nn.cascade import Cascade
+from sledge.nn.difficulty import difficulty_inversion_score
 from sledge.nn.early_exit import (
     EarlyExitOutput,
     check_threshold,
@@ -26,7 +27,14 @@ from sledge.nn.exit_policies import (
     PatiencePolicy,
     simulate_exits,
 )
-from sledge.nn.model import ExitHead, MultiExitClassifier, ScalarMix, lte_loss, lte_targets
+from sledge.nn.model import (
+    ExitHead,
+    MultiExitClassifier,
+    ScalarMix,
+    difficulty_margin_loss,
+    lte_loss,
+    lte_targets,
+)
 
 __all__ = [
     "EXIT_HEADS",
@@ -47,6 +55,8 @@ __all__ = [
     "PatiencePolicy",
     "ScalarMix",
     "check_threshold",
+    "difficulty_inversion_score",
+    "difficulty_margin_loss",
     "early_exit",
     "exits_at_threshold",
     "expected_calibration_error",

@@ -51,3 +51,19 @@ def difficulty_tables(probs: np.ndarray, gold: np.ndarray, lengths: np.ndarray, 
         ],
         "f1": [per_label_f1(predicted[j], gold, num_labels).tolist() for j in range(num_exits)],
     }
+
+
+def difficulty_inversion_score(confidence: np.ndarray, easy: np.ndarray) -> float:
+    """
+    CascadeBERT's DIS: 1 minus the share of (easy, hard) pairs whose confidence order is inverted,
+    i.e. where the hard instance gets the strictly higher confidence. 1: confidence ranks every easy
+    instance above every hard one; about 0.5: no better than chance. NaN without both kinds.
+    """
+    confidence, easy = np.asarray(confidence, dtype=float), np.asarray(easy, dtype=bool)
+    easy_confidence = np.sort(confidence[easy])
+    hard_confidence = confidence[~easy]
+    if not len(easy_confidence) or not len(hard_confidence):
+        return float("nan")
+    # For each hard instance, the easy ones it outranks: easy confidences strictly below its own.
+    inverted = np.searchsorted(easy_confidence, hard_confidence, side="left").sum()
+    return float(1.0 - inverted / (len(easy_confidence) * len(hard_confidence)))

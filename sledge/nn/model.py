@@ -7,7 +7,10 @@ from torch import nn
 from sledge.nn.encoder import LayerwiseEncoder
 from sledge.nn.exit_heads import ExitHead, ScalarMix, build_head
 
-__all__ = ["ExitHead", "MultiExitClassifier", "ScalarMix", "lte_loss", "lte_targets", "scale_gradient"]
+__all__ = [
+    "ExitHead", "MultiExitClassifier", "ScalarMix", "difficulty_margin_loss", "lte_loss", "lte_targets",
+    "scale_gradient",
+]
 
 
 def scale_gradient(tensor: torch.Tensor, scale: float) -> torch.Tensor:
@@ -178,3 +181,17 @@ def lte_loss(
     """The LTE module's loss: the sum over exits of the mean squared error to `lte_targets`."""
     pairs = zip(certainties, all_logits)
     return sum(F.mse_loss(certainty, lte_targets(logits, labels)) for certainty, logits in pairs)  # type: ignore
+
+
+def difficulty_margin_loss(confidence: torch.Tensor, easy: torch.Tensor, margin: float) -> torch.Tensor:
+    """
+    CascadeBERT's difficulty-aware regularisation for one exit: over the pairs (i, j) of the batch with
+    g = easy_i - easy_j in {+1, -1} (one easy, one hard), the mean of max(0, -g (c_i - c_j) + margin),
+    so an easy instance's confidence should exceed a hard one's by `margin`. 0 without such pairs.
+    """
+    g = easy.to(confidence.dtype)[:, None] - easy.to(confidence.dtype)[None, :]
+    pairs = g != 0
+    if not pairs.any():
+        return confidence.sum() * 0.0
+    hinge = torch.relu(-g * (confidence[:, None] - confidence[None, :]) + margin)
+    return hinge[pairs].mean()
