@@ -58,8 +58,8 @@ def check_input_path(path: str | Path, option: str, file: bool = False) -> None:
     text = str(path)
     if "://" in text:
         return
-    if not os.path.exists(text) and "#" in text and os.path.exists(text.rpartition("#")[0]):
-        text = text.rpartition("#")[0]
+    if not os.path.exists(text) and "#" in text and os.path.exists(text.partition("#")[0]):
+        text = text.partition("#")[0]
     if not os.path.exists(text):
         raise SledgeError(f"{option}: {path} does not exist")
     if file and os.path.isdir(text):

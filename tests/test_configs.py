@@ -12,7 +12,7 @@ import sledge  # noqa: F401  (registers the components)
 from conftest import build_tiny_bert
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "training_config").glob("*.jsonnet"))
-PAPER = {"agnews", "imdb", "sst2", "snli", "mnli", "stsb", "sick"}
+PAPER = {"agnews", "imdb", "sst2", "snli", "mnli", "rte", "stsb", "sick"}
 REGRESSION = {"stsb", "sick"}
 
 
@@ -37,7 +37,7 @@ def test_config_parses_and_builds(path, tiny_24_layers):
         "sentence-transformers/all-MiniLM-L6-v2" if minilm else "bert-large-uncased"
     )
     assert raw["model"]["dropout"] == pytest.approx(0.1)
-    assert raw["trainer"]["num_epochs"] == (4 if path.stem.split("_")[0] in {"snli", "mnli"} else 2)
+    assert raw["trainer"]["num_epochs"] == (4 if path.stem.split("_")[0] in {"snli", "mnli", "rte"} else 2)
     if not minilm:
         assert raw["trainer"]["optimizer"]["lr"] == pytest.approx(2e-5)
     assert "backbone" in raw["include_in_archive"]

@@ -201,3 +201,11 @@ def _only_test(path: Path, tmp_path: Path) -> Path:
     target = tmp_path / "only-test.json"
     target.write_text(json.dumps(report))
     return target
+
+
+def test_selectors_compose_left_to_right(tiny_bert):
+    reader = SstSentenceReader(tiny_bert)
+    train = {e.line for e in reader.examples(f"{TRAIN}#train")}
+    fold = {e.line for e in reader.examples(f"{TRAIN}#train#fold-1-of-2")}
+    rest = {e.line for e in reader.examples(f"{TRAIN}#train#without-fold-1-of-2")}
+    assert fold | rest == train and not fold & rest and fold and rest

@@ -14,6 +14,7 @@ from allennlp.common import Params
 
 from sledge.commands.arguments import positive_int
 from sledge.commands.common import exit_logits, load_sledge_archive, tensor_batches
+from sledge.dataset_readers.base import split_selector
 from sledge.errors import SledgeError
 from sledge.files import check_input_path, check_output_file, write_atomically
 
@@ -127,8 +128,9 @@ def label(
     finally:
         if not work_dir:
             shutil.rmtree(work, ignore_errors=True)
+    # Keyed by the data file itself (no #selector): the reader finds the labels of any part of it.
     files = {
-        path: {line: "easy" if right else "hard" for line, right in lines.items()}
+        split_selector(path)[0]: {line: "easy" if right else "hard" for line, right in lines.items()}
         for path, lines in correct.items()
     }
     report = {

@@ -94,9 +94,9 @@ class SledgeReader(DatasetReader):
 
     def examples(self, file_path: str) -> list[Example]:
         """The checked examples `_read` turns into instances, in the same order (with their lines)."""
-        path, part = split_selector(str(file_path))
+        path, parts = split_selector(str(file_path))
         examples = list(self._examples(cached_path(path), path))
-        if part is not None:
+        for part in parts:
             examples = held_out(examples, part, self.dev_fraction, self.split_seed)
         self._check(examples, str(file_path))
         return examples
@@ -173,22 +173,24 @@ class SledgeReader(DatasetReader):
 FOLD = re.compile(r"(without-)?fold-(\d+)-of-(\d+)")
 
 
-def split_selector(file_path: str) -> tuple[str, str | None]:
+def split_selector(file_path: str) -> tuple[str, list[str]]:
     """
-    `("x.csv", part)` for `x.csv#part`, where part is `train`, `dev`, `fold-k-of-K` or
-    `without-fold-k-of-K`; `(file_path, None)` for a path without a selector (or an existing file
-    whose name has a '#').
+    `("x.csv", parts)` for `x.csv#part[#part...]`, each part `train`, `dev`, `fold-k-of-K` or
+    `without-fold-k-of-K`, applied left to right (`train.csv#train#fold-1-of-4`: the first of 4 folds
+    of the training part); `(file_path, [])` for a path without a selector (or an existing file whose
+    name has a '#').
     """
-    path, hash_sign, part = file_path.rpartition("#")
-    if not hash_sign or Path(file_path).exists():
-        return file_path, None
-    fold = FOLD.fullmatch(part)
-    if part not in ("train", "dev") and not (fold and 1 <= int(fold.group(2)) <= int(fold.group(3))):
-        raise SledgeError(
-            f"{file_path}: unknown split {part!r} after '#'; use #train, #dev, #fold-k-of-K or "
-            "#without-fold-k-of-K (1 <= k <= K)"
-        )
-    return path, part
+    if "#" not in file_path or Path(file_path).exists():
+        return file_path, []
+    path, *parts = file_path.split("#")
+    for part in parts:
+        fold = FOLD.fullmatch(part)
+        if part not in ("train", "dev") and not (fold and 1 <= int(fold.group(2)) <= int(fold.group(3))):
+            raise SledgeError(
+                f"{file_path}: unknown split {part!r} after '#'; use #train, #dev, #fold-k-of-K or "
+                "#without-fold-k-of-K (1 <= k <= K)"
+            )
+    return path, parts
 
 
 def held_out(examples: list[Example], part: str, fraction: float, seed: int) -> list[Example]:
