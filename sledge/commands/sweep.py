@@ -1,6 +1,7 @@
 """`allennlp sweep`: the speed/accuracy curves of a sledge model over the settings of its exit policies."""
 
 import argparse
+import copy
 import csv
 import io
 import json
@@ -30,12 +31,15 @@ from sledge.errors import SledgeError
 from sledge.files import check_input_path, check_output_dir, write_files
 from sledge.nn import (
     POLICIES,
+    QUANTIZE,
     ConfidencePolicy,
     ExitPolicy,
+    MultiExitClassifier,
     check_threshold,
     early_exit,
     full_pass_views,
     oracle_exits,
+    quantize_int8,
     simulate_exits,
 )
 
@@ -98,6 +102,16 @@ class Sweep(Subcommand):
             "are measured in the same run and drawn on the same axes",
         )
         subparser.add_argument("--name", default="sledge", help="the swept model's name beside --also models")
+        subparser.add_argument(
+            "--precision", nargs="+", default=["fp32"], choices=["fp32", "int8"],
+            help="measure every model and baseline at each precision (int8: dynamic quantization of every "
+            "linear layer, CPU); rows of int8 models are named '... int8'",
+        )
+        subparser.add_argument(
+            "--hf-reference", default=None, metavar="BASELINE",
+            help="also time that standard baseline as plain HuggingFace inference (its AutoModel's forward "
+            "and head, outside sledge's runner), at each precision",
+        )
         subparser.add_argument("--seed", type=int, default=0, help="seed of the timing sample")
         subparser.add_argument("--cuda-device", type=int, default=-1, help="GPU id, -1 for the CPU")
         subparser.set_defaults(func=sweep_from_args)
@@ -109,7 +123,8 @@ def sweep_from_args(args: argparse.Namespace) -> None:
         args.archive_file, args.input_file, args.output_dir, args.thresholds,
         named_archives(args.baseline, "--baseline"), args.cuda_device, args.batch_size, args.repeats,
         args.timing_instances, args.seed, policies=[parse_policy(spec) for spec in args.policy],
-        name=args.name, also=named_archives(args.also, "--also"),
+        name=args.name, also=named_archives(args.also, "--also"), precisions=args.precision,
+        hf_reference=args.hf_reference,
     )
     print_table(rows)
 
@@ -224,12 +239,21 @@ def sweep(
     policies: list[tuple[ExitPolicy, list[float] | None]] | None = None,
     name: str = "sledge",
     also: dict[str, str] | None = None,
+    precisions: list[str] | None = None,
+    hf_reference: str | None = None,
 ) -> list[dict]:
     """
     Run the sweep; write sweep.json, sweep.csv, sweep.png to `output_dir`; return the rows. `also`
     (name -> archive): more multi-exit models whose curves (the same policies and settings) are
-    measured in the same run; `name` names the first model's rows.
+    measured in the same run; `name` names the first model's rows. `precisions` ("fp32", "int8"):
+    every model and baseline is measured at each (int8: dynamic quantization of its linear layers).
+    `hf_reference` (a baseline's name): that baseline is also timed as plain HuggingFace inference
+    (its `AutoModel`'s own forward and the head), outside sledge's layer-by-layer runner.
     """
+    precisions = precisions or ["fp32"]
+    for precision in precisions:
+        if precision not in ("fp32", *QUANTIZE):
+            raise SledgeError(f"--precision must be fp32 or {', '.join(QUANTIZE)}, got {precision!r}")
     check_inputs(archive_file, input_file, cuda_device)
     for label, path in {**(baselines or {}), **(also or {})}.items():
         check_input_path(path, f"--baseline/--also {label}")
@@ -250,42 +274,50 @@ def sweep(
     instances = read_labelled(archive, input_file)
     sample = sorted(random.Random(seed).sample(range(len(instances)), min(timing_instances, len(instances))))
     timer = _Timer(device.type == "cuda")
-    models = [
-        _ModelCurves(name, archive_file, archive, policies, thresholds, instances, sample, batch_size, device)
-    ]
-    for other_name, path in (also or {}).items():
-        other = load_sledge_archive(path, cuda_device)
-        if other.model.core.regression != core.regression:
-            raise SledgeError(f"--also {other_name}: {path} and {archive_file} are not the same kind of task")
-        other_instances = read_labelled(other, input_file)
-        models.append(_ModelCurves(other_name, path, other, policies, thresholds, other_instances, sample,
-                                   batch_size, device))
+    models: list[_ModelCurves] = []
+    baseline_rows: list[dict] = []
+    references: list[_HfReference] = []
+    never = ConfidencePolicy(1.0)
+    for precision in precisions:
+        suffix = "" if precision == "fp32" else f" {precision}"
+        for model_name, path in {name: archive_file, **(also or {})}.items():
+            loaded = archive if model_name == name else load_sledge_archive(path, cuda_device)
+            if loaded.model.core.regression != core.regression:
+                raise SledgeError(f"--also {model_name}: {path} and {archive_file} are different tasks")
+            own = instances if loaded is archive else read_labelled(loaded, input_file)
+            models.append(_ModelCurves(model_name + suffix, path, _at(loaded, precision), policies,
+                                       thresholds, own, sample, batch_size, device))
+        for label, path in (baselines or {}).items():
+            other = _at(load_sledge_archive(path, cuda_device), precision)
+            if other.model.core.regression != core.regression:
+                raise SledgeError(f"--baseline {label}: {path} and {archive_file} are different tasks")
+            other_instances = read_labelled(other, input_file)
+            other_batches = tensor_batches(other_instances, other, 64, device)
+            other_logits, _, other_labels = full_pass(other.model, other_batches)
+            other_timed = [other_instances[i] for i in sample]
+            for kind, size in (("1", 1), ("b", batch_size)):
+                timer.add(f"{label}{suffix}/{kind}", _runner(other.model.core, never),
+                          tensor_batches(other_timed, other, size, device))
+            last = torch.full((len(other_labels),), other_logits.size(0) - 1, dtype=torch.long)
+            baseline_rows.append(
+                {
+                    "kind": "baseline",
+                    "name": label + suffix,
+                    "archive": path,
+                    "precision": precision,
+                    **_scorer(other_logits, other_labels, core.regression)(last),
+                    "average_exit_layer": float(other.model.core.layer_indices[-1]),
+                }
+            )
+            if label == hf_reference:
+                references.append(_HfReference(f"{label}{suffix} (HuggingFace)", label + suffix, other,
+                                               other_timed, other_logits[-1], sample, batch_size, device))
+    if hf_reference is not None and not references:
+        raise SledgeError(f"--hf-reference {hf_reference!r} names no --baseline")
     for model in models:
         model.add_jobs(timer, oracle=model is models[0] and not core.regression)
-
-    never = ConfidencePolicy(1.0)
-    baseline_rows = []
-    for label, path in (baselines or {}).items():
-        other = load_sledge_archive(path, cuda_device)
-        if other.model.core.regression != core.regression:
-            raise SledgeError(f"--baseline {label}: {path} and {archive_file} are not the same kind of task")
-        other_instances = read_labelled(other, input_file)
-        other_batches = tensor_batches(other_instances, other, 64, device)
-        other_logits, _, other_labels = full_pass(other.model, other_batches)
-        other_timed = [other_instances[i] for i in sample]
-        for suffix, size in (("1", 1), ("b", batch_size)):
-            timer.add(f"{label}/{suffix}", _runner(other.model.core, never),
-                      tensor_batches(other_timed, other, size, device))
-        last = torch.full((len(other_labels),), other_logits.size(0) - 1, dtype=torch.long)
-        baseline_rows.append(
-            {
-                "kind": "baseline",
-                "name": label,
-                "archive": path,
-                **_scorer(other_logits, other_labels, core.regression)(last),
-                "average_exit_layer": float(other.model.core.layer_indices[-1]),
-            }
-        )
+    for reference in references:
+        reference.add_jobs(timer)
 
     seconds = timer.median_seconds(repeats)
     n_timed = len(sample)
@@ -296,9 +328,14 @@ def sweep(
         row["seconds_per_instance"] = seconds[f"{row['name']}/1"] / n_timed
         row["instances_per_second"] = n_timed / seconds[f"{row['name']}/b"]
         rows.append(row)
+    for reference in references:  # its predictions are its baseline's (see agreement_with_baseline)
+        baseline = next(row for row in baseline_rows if row["name"] == reference.baseline)
+        metrics = {key: baseline[key] for key in ("accuracy", "pearson", "spearman") if key in baseline}
+        rows.append({**reference.row(seconds, n_timed), **metrics})
 
     layers = core.layer_indices
-    deepest = max(baseline_rows, key=lambda row: row["average_exit_layer"], default=None)
+    full_precision = [row for row in baseline_rows if row["precision"] == "fp32"]
+    deepest = max(full_precision, key=lambda row: row["average_exit_layer"], default=None)
     if deepest is not None and deepest["average_exit_layer"] >= layers[-1]:
         standard = deepest
     else:  # no standard baseline given: sledge with no early exit (its slowest setting) stands in for it
@@ -316,6 +353,8 @@ def sweep(
         f"device {device}; threads {torch.get_num_threads()}",
         "metric": "pearson" if core.regression else "accuracy",
         "models": {model.name: model.archive_file for model in models},
+        "exit_metrics": {model.name: model.exit_scores() for model in models},
+        "precisions": precisions,
         "policies": {label: repr(policy) for label, policy, _ in models[0].curves},
         "exit_layers": layers,
         "temperatures": core.temperatures.tolist(),
@@ -335,6 +374,61 @@ def _runner(model_core, policy: ExitPolicy, last_exit: int | None = None, record
             record[id(batch)] = int(result.exit_index)
 
     return run
+
+
+def _at(archive, precision: str):
+    """The archive itself for fp32; for int8 a copy whose model's linear layers are quantized."""
+    if precision == "fp32":
+        return archive
+    model = copy.deepcopy(archive.model)
+    quantize_int8(model.core)
+    return archive._replace(model=model)
+
+
+class _HfReference:
+    """
+    A standard baseline run as plain HuggingFace inference: its `AutoModel`'s own forward (all layers,
+    hidden states out), then its exit head on the pooled states, outside sledge's layer-by-layer
+    runner; the time a user of HuggingFace alone would measure for the same fine-tuned model.
+    """
+
+    def __init__(self, name, baseline, archive, timed, full_logits, sample, batch_size, device) -> None:
+        core = archive.model.core
+        if not isinstance(core, MultiExitClassifier) or core.layer_indices != [core.encoder.num_layers - 1]:
+            raise SledgeError(f"--hf-reference: {name} is not a standard baseline (exit on its last layer)")
+        self.name, self.baseline, self.core = name, baseline, core
+        self.expected = full_logits[sample].argmax(dim=-1)
+        self.single = tensor_batches(timed, archive, 1, device)
+        self.batched = tensor_batches(timed, archive, batch_size, device)
+        self.predicted: dict[int, int] = {}
+
+    @torch.no_grad()
+    def logits(self, batch: dict) -> torch.Tensor:
+        ids, mask, types = inputs_of(batch)
+        extra = {} if self.core.encoder.model_type == "distilbert" else {"token_type_ids": types}
+        outputs = self.core.encoder.transformer(input_ids=ids, attention_mask=mask, output_hidden_states=True,
+                                                **extra)
+        pooled = [self.core.pool(hidden, mask) for hidden in outputs.hidden_states[1:]]
+        return self.core.exits[0](pooled, outputs.last_hidden_state, mask)
+
+    def add_jobs(self, timer: "_Timer") -> None:
+        def one(batch: dict) -> None:
+            self.predicted[id(batch)] = int(self.logits(batch).argmax(dim=-1))
+
+        timer.add(f"{self.name}/1", one, self.single)
+        timer.add(f"{self.name}/b", self.logits, self.batched)
+
+    def row(self, seconds: dict[str, float], n_timed: int) -> dict:
+        predicted = torch.tensor([self.predicted[id(batch)] for batch in self.single])
+        return {
+            "kind": "reference",
+            "name": self.name,
+            "average_exit_layer": float(self.core.layer_indices[-1]),
+            # The same predictions as the baseline's full pass, on the timed sample:
+            "agreement_with_baseline": float((predicted == self.expected).float().mean()),
+            "seconds_per_instance": seconds[f"{self.name}/1"] / n_timed,
+            "instances_per_second": n_timed / seconds[f"{self.name}/b"],
+        }
 
 
 class _ModelCurves:
@@ -357,6 +451,11 @@ class _ModelCurves:
         self.batched = tensor_batches(timed, archive, batch_size, device)
         self.exits_seen: dict[str, dict[int, int]] = {}  # job -> {id(batch-1 batch): exit taken}
         self.oracle = False
+
+    def exit_scores(self) -> list[dict[str, float]]:
+        """The task's metric of each exit on its own (every instance leaving there)."""
+        rows = self.logits.size(1)
+        return [self.score(torch.full((rows,), j, dtype=torch.long)) for j in range(self.logits.size(0))]
 
     def job(self, label: str, value: float) -> str:
         return f"{self.name}:{label}@{value:g}"
@@ -518,6 +617,10 @@ def plot(rows: list[dict], info: dict, title: str | None = None) -> bytes:
             axes.plot(row["relative_time"], row[metric], "s", color="tab:orange")
             axes.annotate(row["name"], (row["relative_time"], row[metric]),
                           textcoords="offset points", xytext=(5, 4), fontsize=8)
+        elif row["kind"] == "reference":
+            axes.plot(row["relative_time"], row.get(metric, float("nan")), "x", color="black")
+            axes.annotate(row["name"], (row["relative_time"], row.get(metric, float("nan"))),
+                          textcoords="offset points", xytext=(5, -10), fontsize=7)
         elif row["kind"] == "oracle":
             axes.plot(row["relative_time"], row[metric], "*", markersize=12, color="tab:green",
                       label="oracle")

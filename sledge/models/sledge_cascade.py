@@ -8,7 +8,7 @@ from allennlp.data import TextFieldTensors, Vocabulary
 from allennlp.models import Model
 
 from sledge.models.exit_policy import ExitPolicyRegistry
-from sledge.models.sledge_classifier import SledgeClassifier
+from sledge.models.sledge_classifier import SledgeClassifier, check_quantize
 from sledge.nn import Cascade, LayerwiseEncoder, MultiExitClassifier, resolve_backbone
 
 MEMBER_KEYS = (
@@ -51,6 +51,8 @@ class SledgeCascade(SledgeClassifier):
         As `sledge`'s (`confidence`, `entropy`, `patience`; there is no LTE module).
     label_namespace : `str`, optional (default = `"labels"`)
         Vocabulary namespace of the labels.
+    quantize : `str`, optional
+        As `sledge`'s: `"int8"` quantizes every member's linear layers when loaded.
     serialization_dir : `str`, optional
         Given by AllenNLP: the extracted archive.
     """
@@ -62,6 +64,7 @@ class SledgeCascade(SledgeClassifier):
         confidence_threshold: float = 1.0,
         exit_policy: Optional[ExitPolicyRegistry] = None,  # noqa: UP045 (AllenNLP reads typing.Optional)
         label_namespace: str = "labels",
+        quantize: str | None = None,
         serialization_dir: str | None = None,
     ) -> None:  # no **kwargs: AllenNLP would then ask for the parameters of SledgeClassifier too
         Model.__init__(self, vocab, serialization_dir=serialization_dir)
@@ -90,6 +93,7 @@ class SledgeCascade(SledgeClassifier):
                 )
             )
         self._setup(Cascade(cores), confidence_threshold, exit_policy, None, label_namespace)
+        self.quantize = check_quantize(quantize)
 
     def forward(  # type: ignore[override]
         self,

@@ -16,6 +16,7 @@ from sledge.errors import SledgeError
 from sledge.models.correlation import Correlation
 from sledge.models.exit_policy import ExitPolicyRegistry
 from sledge.nn import (
+    QUANTIZE,
     Cascade,
     ConfidencePolicy,
     ExitPolicy,
@@ -27,6 +28,7 @@ from sledge.nn import (
     difficulty_margin_loss,
     early_exit,
     lte_loss,
+    quantize_int8,
 )
 from sledge.training import JointStrategy, TrainingStrategy
 
@@ -100,6 +102,10 @@ class SledgeClassifier(Model):
         an exit's max-softmax confidence, is added to the loss. 0: off.
     difficulty_margin : `float`, optional (default = `0.5`)
         The margin ε of that loss (CascadeBERT: 0.5 for SST-2- and MRPC-sized tasks, 0.3 for larger).
+    quantize : `str`, optional (default = `None`)
+        `"int8"`: run the encoder layers and the heads with PyTorch's dynamic int8 quantization of every
+        linear layer (CPU), applied when the model is loaded from an archive. Set at inference:
+        `-o '{"model.quantize": "int8"}'` with predict and evaluate.
     training_strategy : `TrainingStrategy`, optional (default = `joint`)
         `{"type": "joint"}` (the sum of the exits' losses, the paper), `{"type": "weighted"}` (PABEE:
         deeper exits weigh more), `{"type": "alternating"}` (BERxiT: the last exit alone on every
@@ -130,6 +136,7 @@ class SledgeClassifier(Model):
         exit_head: Optional[dict[str, Any]] = None,  # noqa: UP045
         difficulty_weight: float = 0.0,
         difficulty_margin: float = 0.5,
+        quantize: str | None = None,
         training_strategy: Optional[TrainingStrategy] = None,  # noqa: UP045
         label_namespace: str = "labels",
         serialization_dir: str | None = None,
@@ -151,6 +158,17 @@ class SledgeClassifier(Model):
         if difficulty_weight and regression:
             raise SledgeError("model.difficulty_weight: it ranks class confidences; a regression has none")
         self.difficulty_weight, self.difficulty_margin = difficulty_weight, difficulty_margin
+        self.quantize = check_quantize(quantize)
+
+    @classmethod
+    def _load(cls, config, serialization_dir, weights_file=None, cuda_device: int = -1) -> "SledgeClassifier":
+        """AllenNLP's loading (weights read safely, see `sledge.archival`), then `quantize` if asked."""
+        model = super()._load(config, serialization_dir, weights_file, cuda_device)
+        if model.quantize == "int8":
+            if cuda_device >= 0:
+                raise SledgeError("model.quantize: int8 dynamic quantization runs on the CPU only")
+            quantize_int8(model.core)
+        return model
 
     def _setup(
         self,
@@ -162,7 +180,7 @@ class SledgeClassifier(Model):
     ) -> None:
         """What every sledge model keeps besides its core: policy, strategy, metrics."""
         self.core = core
-        self.difficulty_weight, self.difficulty_margin = 0.0, 0.5
+        self.difficulty_weight, self.difficulty_margin, self.quantize = 0.0, 0.5, None
         self.exit_policy = default_policy(
             exit_policy, check_threshold(confidence_threshold, "model.confidence_threshold"), core
         )
@@ -266,6 +284,12 @@ class SledgeClassifier(Model):
             self._exit_counts.zero_()
             self._seconds = 0.0
         return metrics
+
+
+def check_quantize(quantize: str | None) -> str | None:
+    if quantize is not None and quantize not in QUANTIZE:
+        raise SledgeError(f"model.quantize must be null or one of {', '.join(QUANTIZE)}, got {quantize!r}")
+    return quantize
 
 
 def default_policy(

@@ -35,10 +35,12 @@ from sledge.nn.model import (
     lte_loss,
     lte_targets,
 )
+from sledge.nn.quantize import QUANTIZE, quantize_int8
 
 __all__ = [
     "EXIT_HEADS",
     "POLICIES",
+    "QUANTIZE",
     "AttentionExitHead",
     "Cascade",
     "ConfidencePolicy",
@@ -66,6 +68,7 @@ __all__ = [
     "lte_targets",
     "negative_log_likelihood",
     "oracle_exits",
+    "quantize_int8",
     "resolve_backbone",
     "simulate_exits",
 ]

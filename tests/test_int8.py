@@ -1,0 +1,115 @@
+"""int8 early exit: quantized batched == quantized batch 1, through the runner, AllenNLP and the sweep."""
+
+import json
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from conftest import ROOT, TEST, allennlp
+from sledge.errors import SledgeError
+from sledge.nn import (
+    ConfidencePolicy,
+    LayerwiseEncoder,
+    LearnedPolicy,
+    MultiExitClassifier,
+    PatiencePolicy,
+    early_exit,
+    full_pass_views,
+    quantize_int8,
+    simulate_exits,
+)
+
+SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
+
+
+def quantized_model() -> MultiExitClassifier:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                        num_hidden_layers=6)
+    model = MultiExitClassifier(LayerwiseEncoder(config=config), [0, 1, 3, 5], 3, pooling="mean",
+                                learn_to_exit=True).eval()
+    for head in model.exits:
+        head.classifier.weight.data.mul_(8.0)
+    return quantize_int8(model)
+
+
+def test_every_linear_layer_is_quantized():
+    model = quantized_model()
+    linear = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    quantized = [m for m in model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
+    # 6 per layer, BERT's (unused) pooler, the 4 heads, the LTE module
+    assert not linear and len(quantized) == 6 * 6 + 1 + 4 + 1
+
+
+@pytest.mark.parametrize("make", [ConfidencePolicy, LearnedPolicy, lambda _: PatiencePolicy(1)])
+def test_int8_batched_exits_and_labels_equal_int8_batch_1(make):
+    model = quantized_model()
+    generator = torch.Generator().manual_seed(2)
+    lengths = torch.randint(3, 20, (32,), generator=generator)
+    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
+    ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
+    with torch.no_grad():
+        logits, certainties = model.forward_all(ids, mask)
+    statistic = torch.softmax(logits[0], -1).max(-1)[0] if make is ConfidencePolicy else certainties[0]
+    policy = make(float(statistic.sort()[0][15:17].mean()))
+    batched = early_exit(model, ids, mask, policy=policy)
+    simulated = simulate_exits(policy, full_pass_views(model, torch.stack(logits), torch.stack(certainties)))
+    assert torch.equal(batched.exit_index, simulated)
+    agree = 0
+    for row in range(len(ids)):
+        n = int(lengths[row])
+        one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], policy=policy)
+        # Dynamic quantization scales activations per batch, so values differ slightly with the batch.
+        agree += int(one.exit_index) == int(batched.exit_index[row]) and int(one.logits.argmax()) == int(
+            batched.logits[row].argmax())
+    assert agree >= len(ids) - 1
+
+
+@pytest.fixture(autouse=True)
+def in_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def predict(archive, output, *options):
+    source = output.with_suffix(".input.jsonl")
+    source.write_text("".join(json.dumps(line) + "\n" for line in SENTENCES))
+    allennlp("predict", str(archive), str(source), "--include-package", "sledge", "--silent",
+             "--output-file", str(output), *options)
+    return [json.loads(line) for line in output.read_text().splitlines()]
+
+
+def test_quantize_is_set_at_inference_the_allennlp_way(trained_run, tmp_path):
+    override = json.dumps({"model.quantize": "int8", "model.confidence_threshold": 0.6})
+    one = predict(trained_run["archive"], tmp_path / "one.jsonl", "-o", override)
+    many = predict(trained_run["archive"], tmp_path / "many.jsonl", "-o", override, "--batch-size", "8")
+    same = sum(a["exit_layer"] == b["exit_layer"] and a["label"] == b["label"] for a, b in zip(one, many))
+    assert same >= len(one) - 1
+    fp32 = predict(trained_run["archive"], tmp_path / "fp32.jsonl", "-o",
+                   json.dumps({"model.confidence_threshold": 0.6}))
+    assert [row["probs"] for row in fp32] != [row["probs"] for row in one]  # int8 really ran
+    output = tmp_path / "metrics.json"
+    allennlp("evaluate", str(trained_run["archive"]), str(TEST), "--include-package", "sledge",
+             "--output-file", str(output), "-o", json.dumps({"model.quantize": "int8"}))
+    assert 0.0 <= json.loads(output.read_text())["accuracy"] <= 1.0
+    with pytest.raises(SledgeError, match="model.quantize must be null or one of int8, got 'int4'"):
+        predict(trained_run["archive"], tmp_path / "bad.jsonl", "-o", json.dumps({"model.quantize": "int4"}))
+
+
+def test_the_sweep_measures_fp32_and_int8_and_plain_huggingface_in_one_run(
+    trained_run, single_exit_runs, tmp_path
+):
+    output = tmp_path / "sweep"
+    allennlp("sweep", str(trained_run["archive"]), str(TEST), "--output-dir", str(output), "--repeats", "1",
+             "--thresholds", "0", "1", "--precision", "fp32", "int8", "--baseline",
+             f"standard={single_exit_runs[5]}", "--hf-reference", "standard", "--batch-size", "4")
+    report = json.loads((output / "sweep.json").read_text())
+    names = {row["name"] for row in report["rows"]}
+    assert {"sledge:confidence@0", "sledge:confidence@1", "sledge int8:confidence@0", "standard",
+            "standard int8", "standard (HuggingFace)", "standard int8 (HuggingFace)"} <= names
+    references = [row for row in report["rows"] if row["kind"] == "reference"]
+    assert references[0]["agreement_with_baseline"] == 1.0  # plain HF predicts what the baseline does
+    assert set(report["info"]["exit_metrics"]) == {"sledge", "sledge int8"}
+    assert all(len(exits) == 4 for exits in report["info"]["exit_metrics"].values())
+    standard = next(row for row in report["rows"] if row["name"] == "standard")
+    assert standard["relative_time"] == 1.0 and standard["precision"] == "fp32"
