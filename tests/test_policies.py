@@ -262,3 +262,25 @@ def test_a_policy_that_never_leaves_early_skips_the_earlier_exits():
     finally:
         for hook in hooks:
             hook.remove()
+
+
+@pytest.mark.parametrize("policy", [ConfidencePolicy(), EntropyPolicy(), PatiencePolicy(1)], ids=repr)
+def test_each_row_may_run_at_its_own_setting(policy):
+    model = tiny_model()
+    ids, mask, types = mixed_batch()
+    generator = torch.Generator().manual_seed(9)
+    if isinstance(policy, PatiencePolicy):
+        settings = torch.randint(0, 4, (len(ids),), generator=generator).float()
+    else:
+        settings = torch.rand(len(ids), generator=generator)
+        settings[:4] = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    batched = early_exit(model, ids, mask, types, policy=policy, row_settings=settings)
+    for row in range(len(ids)):
+        n = int(mask[row].sum())
+        one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], types[row : row + 1, :n],
+                         policy=policy.with_setting(settings[row].item()))
+        assert int(one.exit_index) == int(batched.exit_index[row])
+    assert len(set(batched.exit_index.tolist())) >= 2
+    never = torch.ones(len(ids)) if not isinstance(policy, PatiencePolicy) else torch.full((len(ids),), 3.0)
+    if not isinstance(policy, EntropyPolicy):  # entropy 1 always leaves; its "never" is no setting
+        assert (early_exit(model, ids, mask, types, policy=policy, row_settings=never).exit_index == 3).all()

@@ -7,6 +7,7 @@ from sledge.nn.calibration import (
     oracle_exits,
 )
 from sledge.nn.cascade import Cascade
+from sledge.nn.continuous import Finished, LayerBatcher
 from sledge.nn.difficulty import difficulty_inversion_score
 from sledge.nn.early_exit import (
     EarlyExitOutput,
@@ -49,6 +50,8 @@ __all__ = [
     "ExitHead",
     "ExitPolicy",
     "ExitView",
+    "Finished",
+    "LayerBatcher",
     "LayerwiseEncoder",
     "LearnedPolicy",
     "LinearExitHead",

@@ -74,6 +74,7 @@ class Cascade(nn.Module):
         token_type_ids: torch.Tensor | None,
         policy: ExitPolicy,
         last_exit: int | None = None,
+        row_settings: torch.Tensor | None = None,
     ):
         """
         Cascade inference, batched: every member runs only on the rows no earlier member answered
@@ -90,8 +91,10 @@ class Cascade(nn.Module):
         out_logits = torch.empty(batch_size, self.num_labels, device=device)
         out_exit = torch.empty(batch_size, dtype=torch.long, device=device)
         last = len(self.members) - 1 if last_exit is None else last_exit
-        skip_earlier = policy.never_leaves_early(last + 1)
+        skip_earlier = not policy.may_leave_early(last + 1, row_settings)
         state = policy.start(batch_size, device)
+        if row_settings is not None:
+            state[policy.setting] = row_settings.to(device)
         for position in range(last + 1):
             if position < last and skip_earlier:
                 continue

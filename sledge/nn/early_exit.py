@@ -41,6 +41,7 @@ def early_exit(
     threshold: float = 1.0,
     last_exit: int | None = None,
     policy: ExitPolicy | None = None,
+    row_settings: torch.Tensor | None = None,
 ) -> EarlyExitOutput:
     """
     Run `model` layer by layer; at each exit, the instances that `policy` lets leave (by default
@@ -48,7 +49,8 @@ def early_exit(
     the running batch: hidden states, masks, the history of pooled vectors and the policy's per-row
     state are compacted, and padding no longer needed is cut. Results are written back to the
     instances' original positions. Nothing is computed twice. Inputs must be right-padded.
-    `last_exit` (an exit position) stops there instead of at the model's last exit.
+    `last_exit` (an exit position) stops there instead of at the model's last exit. `row_settings`
+    gives each row its own value of the policy's setting (e.g. its own threshold).
 
     On CUDA the host waits for the device once per exit (to learn how many leave), never per layer;
     when the policy lets nobody leave early (threshold 1), the earlier exits are skipped and it never
@@ -56,7 +58,7 @@ def early_exit(
     """
     policy = ConfidencePolicy(check_threshold(threshold)) if policy is None else policy
     if not isinstance(model, MultiExitClassifier):  # a cascade of complete models runs its members
-        return model.early_exit(input_ids, attention_mask, token_type_ids, policy, last_exit)
+        return model.early_exit(input_ids, attention_mask, token_type_ids, policy, last_exit, row_settings)
     batch_size = input_ids.size(0)
     device = input_ids.device
     hidden, mask = model.encoder.embed(input_ids, attention_mask, token_type_ids)
@@ -68,8 +70,10 @@ def early_exit(
     out_certainty = None if model.lte is None else torch.empty(batch_size, device=device, dtype=hidden.dtype)
     pooled: list[torch.Tensor] = []
     last = len(model.layer_indices) - 1 if last_exit is None else last_exit
-    skip_earlier = policy.never_leaves_early(last + 1)
+    skip_earlier = not policy.may_leave_early(last + 1, row_settings)
     state = policy.start(batch_size, device)
+    if row_settings is not None:
+        state[policy.setting] = row_settings.to(device)
     exit_index = 0
     for layer in range(model.layer_indices[last] + 1):
         hidden = model.encoder.layer(layer, hidden, mask)

@@ -84,9 +84,15 @@ class LayerwiseEncoder(nn.Module):
             hidden = model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
             if self.model_type == "albert":
                 hidden = model.encoder.embedding_hidden_mapping_in(hidden)
+        return hidden, self.layer_mask(attention_mask, hidden.dtype)
+
+    def layer_mask(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The mask `layer` takes for a (batch, length) 0/1 attention mask (as `embed` returns it)."""
+        model = self.transformer
+        if self.model_type == "distilbert" and model.config._attn_implementation != "sdpa":
+            return attention_mask
         # Additive mask, (batch, 1, 1, length): 0 where attended, the dtype's minimum where padded.
-        additive = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        return hidden, additive
+        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
     def layer(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Run transformer layer `index` (0-based) on `hidden` with the mask from `embed`."""

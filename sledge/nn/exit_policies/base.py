@@ -30,8 +30,10 @@ class ExitPolicy:
 
     A policy that keeps per-row state (e.g. patience counts) keeps it in the dict `start` returns, one
     tensor per key with the rows as the first dimension; the runner removes the rows that leave from
-    it exactly as from the hidden states. Policies are small, immutable and plain Python (the AllenNLP
-    registry of them is `sledge.models.ExitPolicyRegistry`).
+    it exactly as from the hidden states. A caller may give each row its own setting (a server's
+    per-request threshold): it lies in the state under the setting's name, and `setting_of` reads it.
+    Policies are small, immutable and plain Python (the AllenNLP registry of them is
+    `sledge.models.ExitPolicyRegistry`).
     """
 
     name = ""  # the registered name
@@ -55,6 +57,17 @@ class ExitPolicy:
     def value(self) -> float:
         """The current value of `setting`."""
         return getattr(self, self.setting)
+
+    def setting_of(self, state: dict[str, torch.Tensor]) -> "float | torch.Tensor":
+        """Each row's setting: per row where the caller gave one (`state[setting]`), else `value()`."""
+        return state.get(self.setting, self.value())
+
+    def may_leave_early(self, num_exits: int, row_settings: torch.Tensor | None = None) -> bool:
+        """Whether any row can leave before the last exit, at `value()` or at each of `row_settings`."""
+        if row_settings is None:
+            return not self.never_leaves_early(num_exits)
+        values = set(row_settings.tolist())
+        return any(not self.with_setting(value).never_leaves_early(num_exits) for value in values)
 
     def with_setting(self, value: float) -> "ExitPolicy":
         """The same policy with `setting` set to `value`."""

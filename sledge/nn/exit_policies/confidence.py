@@ -35,9 +35,8 @@ class ConfidencePolicy(ExitPolicy):
 
     def leaves(self, view: ExitView, state: dict[str, torch.Tensor]) -> torch.Tensor:
         confidence = view.probs(self.calibrated).max(dim=-1)[0]
-        if self.threshold >= 1.0:
-            return torch.zeros_like(confidence, dtype=torch.bool)
-        return confidence >= self.threshold
+        threshold = self.setting_of(state)
+        return (confidence >= threshold) & (torch.as_tensor(threshold) < 1.0)  # threshold 1: never
 
     def never_leaves_early(self, num_exits: int) -> bool:
         return self.threshold >= 1.0

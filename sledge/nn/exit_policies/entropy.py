@@ -36,7 +36,7 @@ class EntropyPolicy(ExitPolicy):
             )
 
     def leaves(self, view: ExitView, state: dict[str, torch.Tensor]) -> torch.Tensor:
-        return normalised_entropy(view.probs(self.calibrated)) <= self.threshold
+        return normalised_entropy(view.probs(self.calibrated)) <= self.setting_of(state)
 
     def describe(self) -> str:
         return self.name if self.calibrated else f"{self.name} (uncalibrated)"

@@ -34,9 +34,8 @@ class LearnedPolicy(ExitPolicy):
     def leaves(self, view: ExitView, state: dict[str, torch.Tensor]) -> torch.Tensor:
         if view.certainty is None:
             raise SledgeError("exit_policy 'learned' needs the model's learning-to-exit module")
-        if self.threshold >= 1.0:
-            return torch.zeros_like(view.certainty, dtype=torch.bool)
-        return view.certainty >= self.threshold
+        threshold = self.setting_of(state)
+        return (view.certainty >= threshold) & (torch.as_tensor(threshold) < 1.0)  # threshold 1: never
 
     def never_leaves_early(self, num_exits: int) -> bool:
         return self.threshold >= 1.0

@@ -46,7 +46,7 @@ class PatiencePolicy(ExitPolicy):
                 agree = prediction == state["previous"]
             state["count"] = torch.where(agree, state["count"] + 1, torch.zeros_like(state["count"]))
         state["previous"] = prediction
-        return state["count"] >= self.patience
+        return state["count"] >= self.setting_of(state)
 
     def never_leaves_early(self, num_exits: int) -> bool:
         return self.patience >= num_exits - 1

@@ -1,0 +1,122 @@
+"""Layer-level continuous batching: whatever the arrival order and timing, every row equals batch 1."""
+
+import random
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from sledge.nn import (
+    ConfidencePolicy,
+    EntropyPolicy,
+    LayerBatcher,
+    LayerwiseEncoder,
+    LearnedPolicy,
+    MultiExitClassifier,
+    PatiencePolicy,
+    early_exit,
+)
+
+
+def tiny(head: str = "linear") -> MultiExitClassifier:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                        num_hidden_layers=6)
+    model = MultiExitClassifier(LayerwiseEncoder(config=config), [0, 1, 3, 5], 3, pooling="mean",
+                                learn_to_exit=True, exit_head={"type": head}).eval()
+    for exit_head in model.exits:
+        exit_head.classifier.weight.data.mul_(8.0)
+    model.temperatures.copy_(torch.tensor([1.0, 1.3, 0.8, 1.1]))
+    return model
+
+
+def requests(count: int, seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 20, (count,), generator=generator).tolist()
+    return [torch.randint(5, 100, (length,), generator=generator) for length in lengths]
+
+
+def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)], mask[i, : len(row)] = row, 1
+    return ids, mask
+
+
+# A policy, the settings some requests bring instead of its own, and the exit head type.
+CASES = [
+    (ConfidencePolicy(0.6), [0.3, 0.8, 1.0], "linear"),
+    (EntropyPolicy(0.02), [0.0, 0.005, 0.5], "linear"),
+    (PatiencePolicy(1), [0, 2, 3], "linear"),
+    (LearnedPolicy(0.5), [0.3, 0.8, 1.0], "linear"),
+    (ConfidencePolicy(0.6), [0.3, 0.8, 1.0], "attention"),
+]
+
+
+@pytest.mark.parametrize("policy,choices,head", CASES, ids=[f"{c[0]!r}-{c[2]}" for c in CASES])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rows_leave_as_at_batch_1_whatever_the_arrivals(policy, choices, head, seed):
+    model = tiny(head)
+    rng = random.Random(seed)
+    inputs = requests(40, seed)
+    settings = [None if rng.random() < 0.5 else rng.choice(choices) for _ in inputs]
+    batcher = LayerBatcher(model, policy, max_rows=rng.choice([4, 8, 32]))
+    results, next_row, sizes = {}, 0, []
+    while next_row < len(inputs) or len(batcher):
+        if next_row < len(inputs) and (not len(batcher) or rng.random() < 0.4):
+            count = rng.randint(1, 5)  # a request of several rows arrives
+            chunk = list(range(next_row, min(next_row + count, len(inputs))))
+            ids, mask = padded([inputs[i] for i in chunk])
+            batcher.add(chunk, ids, mask, settings=[settings[i] for i in chunk])
+            next_row = chunk[-1] + 1
+        sizes.append(len(batcher))
+        for finished in batcher.step():
+            assert finished.key not in results
+            results[finished.key] = finished
+    assert sorted(results) == list(range(len(inputs)))
+    exits = set()
+    for i, row in enumerate(inputs):
+        own = policy if settings[i] is None else policy.with_setting(settings[i])
+        one = early_exit(model, row[None], torch.ones(1, len(row), dtype=torch.long), policy=own)
+        assert results[i].exit_index == int(one.exit_index)
+        torch.testing.assert_close(results[i].logits, one.logits[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(results[i].certainty, one.certainty[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(results[i].probs, one.probs[0], atol=1e-5, rtol=1e-4)
+        exits.add(results[i].exit_index)
+    assert len(exits) >= 2 and max(sizes) > 1
+
+
+def test_rows_of_different_requests_share_a_layer_call():
+    model = tiny()
+    batcher = LayerBatcher(model, ConfidencePolicy(1.0), max_rows=32)
+    calls = []
+    layer = model.encoder.layer_modules()[3]
+    hook = layer.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
+    try:
+        first = requests(3, 5)
+        ids, mask = padded(first)
+        batcher.add(["a0", "a1", "a2"], ids, mask)
+        for _ in range(2):  # the first request reaches layer 2
+            batcher.step()
+        ids, mask = padded(requests(2, 6))
+        batcher.add(["b0", "b1"], ids, mask)  # a second request arrives; it is run up to layer 2 first...
+        finished = []
+        while len(batcher):
+            finished += batcher.step()
+    finally:
+        hook.remove()
+    assert sorted(item.key for item in finished) == ["a0", "a1", "a2", "b0", "b1"]
+    assert calls and len(calls) <= 2  # layer 3 ran for 5 rows in at most two calls
+    assert sum(calls) == 5
+
+
+def test_a_cascade_is_refused():
+    from sledge.nn import Cascade
+
+    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                        num_hidden_layers=2)
+    members = [MultiExitClassifier(LayerwiseEncoder(config=config), [1], 2) for _ in range(2)]
+    with pytest.raises(ValueError, match="not a cascade"):
+        LayerBatcher(Cascade(members), ConfidencePolicy(0.5))
