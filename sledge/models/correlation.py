@@ -1,6 +1,7 @@
 """Pearson's and Spearman's correlation of predicted scores with gold scores, over a whole dataset."""
 
 import torch
+import torch.distributed as dist
 from allennlp.training.metrics import Metric
 from scipy import stats
 
@@ -8,7 +9,8 @@ from scipy import stats
 class Correlation(Metric):
     """
     Keeps every (prediction, gold) pair seen since the last reset and returns Pearson's r and
-    Spearman's rho of all of them (scipy's), 0 while fewer than 2 pairs or a constant side.
+    Spearman's rho of all of them (scipy's), 0 while fewer than 2 pairs or a constant side. In
+    distributed training every worker's pairs are gathered first.
     """
 
     def __init__(self) -> None:
@@ -20,8 +22,14 @@ class Correlation(Metric):
         self.gold.append(gold_labels.detach().reshape(-1).double().cpu())
 
     def get_metric(self, reset: bool = False) -> dict[str, float]:
-        predictions = torch.cat(self.predictions).numpy() if self.predictions else []
-        gold = torch.cat(self.gold).numpy() if self.gold else []
+        predictions = torch.cat(self.predictions) if self.predictions else torch.zeros(0, dtype=torch.float64)
+        gold = torch.cat(self.gold) if self.gold else torch.zeros(0, dtype=torch.float64)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:  # every worker's pairs
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, (predictions, gold))
+            predictions = torch.cat([pair[0] for pair in gathered])
+            gold = torch.cat([pair[1] for pair in gathered])
+        predictions, gold = predictions.numpy(), gold.numpy()
         result = {"pearson": 0.0, "spearman": 0.0}
         if len(gold) >= 2 and predictions.std() > 0 and gold.std() > 0:
             result = {"pearson": float(stats.pearsonr(predictions, gold)[0]),

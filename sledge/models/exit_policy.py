@@ -3,6 +3,7 @@
 from allennlp.common import Registrable
 
 from sledge.nn.exit_policies import POLICIES
+from sledge.serving.budget import BudgetPolicy
 
 
 class ExitPolicyRegistry(Registrable):
@@ -18,3 +19,4 @@ class ExitPolicyRegistry(Registrable):
 
 for _name, _policy in POLICIES.items():
     ExitPolicyRegistry.register(_name)(_policy)
+ExitPolicyRegistry.register("budget")(BudgetPolicy)  # a target, resolved from a sweep.json

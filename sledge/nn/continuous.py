@@ -65,6 +65,7 @@ class LayerBatcher:
         self.model, self.policy, self.max_rows = model, policy, max_rows
         self.rows: list[_Row] = []
         self._arrivals = 0
+        self.last_group = 0  # rows the last step ran
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -101,6 +102,7 @@ class LayerBatcher:
         layer = min(self.rows, key=lambda row: row.order).layer
         group = sorted((row for row in self.rows if row.layer == layer), key=lambda row: row.order)
         group = group[: self.max_rows]
+        self.last_group = len(group)
         width = max(row.attention.numel() for row in group)
         hidden = torch.stack([_pad(row.hidden, width) for row in group])
         attention = torch.stack([_pad(row.attention, width) for row in group])

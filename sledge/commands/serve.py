@@ -1,0 +1,156 @@
+"""`allennlp serve`: an HTTP server of a sledge model, with dynamic or layer-level continuous batching."""
+
+import argparse
+import signal
+import sys
+
+import torch
+from allennlp.commands.subcommand import Subcommand
+
+from sledge.commands.arguments import positive_int, unit_float
+from sledge.commands.common import exit_logits, load_sledge_archive, read_labelled, tensor_batches
+from sledge.errors import SledgeError
+from sledge.files import check_input_path
+from sledge.nn import full_pass_views, simulate_exits
+from sledge.serving.budget import OnlineThreshold, choose, for_accuracy_drop, sweep_rows
+from sledge.serving.continuous import ContinuousScheduler
+from sledge.serving.dynamic import DynamicScheduler
+from sledge.serving.engine import Engine
+from sledge.serving.metrics import ServingMetrics
+
+SCHEDULERS = {"dynamic": DynamicScheduler, "continuous": ContinuousScheduler}
+
+
+@Subcommand.register("serve")
+class Serve(Subcommand):
+    """Serve a sledge model (multi-exit or cascade) over HTTP."""
+
+    def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        description = (
+            "An HTTP server (FastAPI on uvicorn) of a sledge archive: POST /predict (one instance or a "
+            "list; the Predictor's JSON in and out; a request's own confidence_threshold as a query "
+            "parameter or a key of an instance), GET /health (ready once the model is loaded), GET /metrics "
+            "(Prometheus), /docs (OpenAPI). One thread runs the model: --scheduler dynamic gathers up to "
+            "--batch-size rows or --max-wait-ms and runs the batched early-exit runner; continuous batches "
+            "layer by layer, merging the rows of different requests that need the same layer. A full queue "
+            "answers 503 with Retry-After; SIGTERM stops accepting, answers what was accepted, then exits. "
+            "Instead of the archive's threshold: --max-accuracy-drop (with --sweep-json or --dev-file) or "
+            "--latency-budget-ms (with --sweep-json); online mode keeps the agreement of early answers "
+            "with the last exit at --online-agreement-target."
+        )
+        subparser = parser.add_parser(self.name, description=description, help="Serve a model over HTTP.")
+        subparser.add_argument("archive_file", help="a sledge model.tar.gz (multi-exit or cascade)")
+        subparser.add_argument("--host", default="127.0.0.1")
+        subparser.add_argument("--port", type=int, default=8000)
+        subparser.add_argument("--batch-size", type=positive_int, default=32, help="rows per model call")
+        subparser.add_argument("--max-wait-ms", type=float, default=5.0, help="dynamic: how long to gather")
+        subparser.add_argument("--queue-size", type=positive_int, default=256, help="requests that may wait")
+        subparser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="dynamic")
+        subparser.add_argument(
+            "--confidence-threshold",
+            type=unit_float,
+            default=None,
+            help="the threshold of requests without their own (default: the archive's)",
+        )
+        subparser.add_argument(
+            "--max-accuracy-drop",
+            type=float,
+            default=None,
+            metavar="POINTS",
+            help="the fastest threshold within POINTS of no early exit, on --dev-file or in --sweep-json",
+        )
+        subparser.add_argument(
+            "--latency-budget-ms",
+            type=float,
+            default=None,
+            help="the most accurate threshold measured (in --sweep-json) at most this fast",
+        )
+        subparser.add_argument("--sweep-json", default=None, help="a sweep.json of this model")
+        subparser.add_argument("--dev-file", default=None, help="labelled data to choose the threshold on")
+        subparser.add_argument(
+            "--online-agreement-target",
+            type=unit_float,
+            default=None,
+            help="online mode: keep this share of early answers equal to the last exit's",
+        )
+        subparser.add_argument(
+            "--online-share",
+            type=unit_float,
+            default=0.05,
+            help="online mode: the share of instances also run to the last exit",
+        )
+        subparser.set_defaults(func=serve_from_args)
+        return subparser
+
+
+def serve_from_args(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from sledge.serving.app import create_app
+
+    check_input_path(args.archive_file, "archive_file")
+    for option, path in (("--sweep-json", args.sweep_json), ("--dev-file", args.dev_file)):
+        if path is not None:
+            check_input_path(path, option)
+    if args.max_accuracy_drop is not None and args.latency_budget_ms is not None:
+        raise SledgeError("give one target: --max-accuracy-drop or --latency-budget-ms")
+    if args.latency_budget_ms is not None and args.sweep_json is None:
+        raise SledgeError("--latency-budget-ms needs --sweep-json (the measured times)")
+    if args.max_accuracy_drop is not None and args.sweep_json is None and args.dev_file is None:
+        raise SledgeError("--max-accuracy-drop needs --sweep-json or --dev-file")
+    app = create_app(lambda: load(args))
+    # uvicorn answers SIGTERM gracefully, then hands the signal to the handler it found; AllenNLP's raises
+    # SigTermReceived (a traceback, exit 1). After a graceful stop, exiting 0 is right.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+def load(args: argparse.Namespace):
+    """Load the model, settle its policy, start the scheduler: what the app's start-up runs."""
+    archive = load_sledge_archive(args.archive_file)
+    engine = Engine(archive)
+    if args.confidence_threshold is not None:
+        engine.policy = engine.policy.with_setting(args.confidence_threshold)
+    if args.sweep_json is not None and (
+        args.max_accuracy_drop is not None or args.latency_budget_ms is not None
+    ):
+        engine.policy = choose(
+            sweep_rows(args.sweep_json, None), args.max_accuracy_drop, args.latency_budget_ms
+        )
+    elif args.max_accuracy_drop is not None:
+        engine.policy = on_dev_file(archive, engine, args.dev_file, args.max_accuracy_drop)
+    online = None
+    if args.online_agreement_target is not None:
+        if engine.labels is None or engine.policy.setting != "threshold":
+            raise SledgeError("online mode needs a classifier whose exit policy has a threshold")
+        online = OnlineThreshold(engine.policy.value(), args.online_agreement_target, args.online_share)
+    print(
+        f"sledge serve: {args.archive_file}, policy {engine.policy!r}, scheduler {args.scheduler}", flush=True
+    )
+    metrics = ServingMetrics(engine.layers)
+    scheduler = SCHEDULERS[args.scheduler](
+        engine, args.batch_size, args.max_wait_ms, args.queue_size, metrics, online
+    )
+    scheduler.start()
+    return engine, scheduler, metrics
+
+
+def on_dev_file(archive, engine: Engine, dev_file: str, points: float):
+    """The fastest setting (0, 0.01, ..., 1) within `points` of no early exit on `dev_file`."""
+    instances = read_labelled(archive, dev_file)
+    logits, labels = exit_logits(archive.model, tensor_batches(instances, archive, 64, torch.device("cpu")))
+    views = full_pass_views(engine.core, logits, None)
+    rows = []
+    for value in [i / 100 for i in range(101)]:
+        exits = simulate_exits(engine.policy.with_setting(value), views)
+        taken = logits[exits, torch.arange(len(labels))]
+        layers = torch.tensor(engine.layers, dtype=torch.float)[exits]
+        rows.append(
+            {
+                "value": value,
+                "accuracy": float((taken.argmax(-1) == labels).float().mean()),
+                "average_exit_layer": float(layers.mean()),
+                "policy": engine.policy.describe(),
+            }
+        )
+    return engine.policy.with_setting(for_accuracy_drop(rows, points)["value"])

@@ -1,0 +1,101 @@
+"""Layer-level continuous batching: requests join the rows in flight at once; layers are shared."""
+
+from sledge.nn import LayerBatcher
+from sledge.serving.scheduler import Job, Scheduler
+
+
+class ContinuousScheduler(Scheduler):
+    """
+    Feeds `sledge.nn.LayerBatcher`: every cycle, the requests that arrived are embedded and join the
+    rows in flight (as long as fewer than 4 x `batch_size` rows are), then ONE layer runs for the rows
+    that need the same layer (the oldest row's, up to `batch_size` rows), whichever requests they came
+    from. A request is answered as soon as its last row leaves; a new request never waits for an older
+    batch to finish. A failure in a step fails the requests whose rows were in flight. In online mode
+    the sampled rows also run, as shadow rows at threshold 1, to the last exit.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batcher = LayerBatcher(self.engine.core, self.engine.policy, max_rows=self.batch_size)
+        self.in_flight: dict[int, Job] = {}
+        self.pending_shadow: dict[tuple[int, int], int] = {}  # (job, row) -> last exit's label
+
+    def busy(self) -> bool:
+        return len(self.batcher) > 0
+
+    def cycle(self) -> None:
+        while len(self.batcher) < 4 * self.batch_size:
+            job = self.take(timeout=0.0 if len(self.batcher) else 0.05)
+            if job is None:
+                break
+            self.admit(job)
+        if not len(self.batcher):
+            return
+        try:
+            finished = self.batcher.step()
+        except Exception as error:  # noqa: BLE001 (the rows in flight fail, the server goes on)
+            self.fail(list(self.in_flight.values()), error)
+            self.in_flight.clear()
+            self.batcher.rows.clear()
+            return
+        if self.batcher.last_group:
+            self.metrics.batch_size.observe(self.batcher.last_group)
+        for item in finished:
+            kind, job_id, row = item.key
+            job = self.in_flight.get(job_id)
+            if job is None:
+                continue
+            label = None if item.probs is None else int(item.probs.argmax())
+            if kind == "shadow":
+                self.settle_shadow(job, row, last=label)
+                continue
+            self.answer(
+                job,
+                row,
+                self.engine.output(
+                    item.exit_index, item.logits, item.probs, item.certainty, job.rows[row].truncated
+                ),
+            )
+            if self.online is not None and label is not None:
+                self.settle_shadow(job, row, early=label)
+            if job.future.done() and not any(key[0] == id(job) for key in self.pending_shadow):
+                self.in_flight.pop(job_id, None)
+
+    def admit(self, job: Job) -> None:
+        self.in_flight[id(job)] = job
+        keys = [("answer", id(job), row) for row in range(len(job.rows))]
+        ids, mask, types = self.engine.batch(job.rows)
+        self.batcher.add(keys, ids, mask, types, settings=self.settings_of(job))
+        if self.online is not None and self.engine.labels is not None:
+            sampled = [row for row in range(len(job.rows)) if self.online.sample()]
+            if sampled:
+                self.metrics.shadow_rows.inc(len(sampled))
+                ids, mask, types = self.engine.batch([job.rows[row] for row in sampled])
+                self.batcher.add(
+                    [("shadow", id(job), row) for row in sampled],
+                    ids,
+                    mask,
+                    types,
+                    settings=[1.0] * len(sampled),
+                )
+                for row in sampled:
+                    self.pending_shadow[(id(job), row)] = -1
+
+    def settle_shadow(self, job: Job, row: int, early: int | None = None, last: int | None = None) -> None:
+        """Pair a sampled row's early answer with its shadow's last-exit answer, whichever comes first."""
+        key = (id(job), row)
+        if key not in self.pending_shadow:
+            return
+        if last is not None:
+            if row in job.early:
+                self.compare(job.early.pop(row), last)
+                del self.pending_shadow[key]
+            else:
+                self.pending_shadow[key] = last
+        elif early is not None:
+            if self.pending_shadow[key] >= 0:
+                self.compare(early, self.pending_shadow.pop(key))
+            else:
+                job.early[row] = early
+        if job.future.done() and not any(k[0] == id(job) for k in self.pending_shadow):
+            self.in_flight.pop(id(job), None)

@@ -1,0 +1,374 @@
+"""The HTTP server: endpoints, errors, back-pressure, failures, both schedulers against batch 1, budgets."""
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import ROOT, TEST, allennlp
+from sledge.commands.common import load_sledge_archive
+from sledge.errors import SledgeError
+from sledge.nn import ConfidencePolicy, EntropyPolicy, LayerBatcher
+from sledge.serving.app import create_app
+from sledge.serving.budget import OnlineThreshold, choose, for_accuracy_drop, for_latency
+from sledge.serving.continuous import ContinuousScheduler
+from sledge.serving.dynamic import DynamicScheduler
+from sledge.serving.engine import Engine
+from sledge.serving.metrics import ServingMetrics
+
+SENTENCES = [line.split(" ", 1)[1] for line in TEST.read_text().splitlines()]
+SCHEDULERS = {"dynamic": DynamicScheduler, "continuous": ContinuousScheduler}
+
+
+@pytest.fixture(scope="module")
+def archive(trained_run):
+    return load_sledge_archive(str(trained_run["archive"]))
+
+
+def app_of(archive, scheduler="dynamic", batch_size=8, queue_size=64, wait=None, policy=None):
+    """The app of the tiny model; `wait` (an Event) holds the model thread before every batch."""
+
+    def load():
+        engine = Engine(archive)
+        if policy is not None:
+            engine.policy = policy
+        if wait is not None:
+            run = engine.run
+
+            def held(*args, **kwargs):
+                wait.wait()
+                return run(*args, **kwargs)
+
+            engine.run = held
+        metrics = ServingMetrics(engine.layers)
+        chosen = SCHEDULERS[scheduler](engine, batch_size, 2.0, queue_size, metrics)
+        chosen.start()
+        return engine, chosen, metrics
+
+    return create_app(load)
+
+
+def ready(client: TestClient) -> None:
+    for _ in range(200):
+        if client.get("/health").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(client.get("/health").json())
+
+
+def predictions(trained_run, tmp_path: Path, threshold: float) -> list[dict]:
+    """Batch-1 `allennlp predict` of every test sentence at `threshold`: the reference answers."""
+    source, output = tmp_path / f"in-{threshold}.jsonl", tmp_path / f"out-{threshold}.jsonl"
+    source.write_text("".join(json.dumps({"sentence": s}) + "\n" for s in SENTENCES))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        allennlp(
+            "predict",
+            str(trained_run["archive"]),
+            str(source),
+            "--include-package",
+            "sledge",
+            "--silent",
+            "--output-file",
+            str(output),
+            "-o",
+            json.dumps({"model.confidence_threshold": threshold}),
+        )
+    return [json.loads(line) for line in output.read_text().splitlines()]
+
+
+def test_health_is_ready_only_once_the_model_is_loaded(archive):
+    gate = threading.Event()
+
+    def slow_load():
+        gate.wait()
+        engine = Engine(archive)
+        metrics = ServingMetrics(engine.layers)
+        scheduler = DynamicScheduler(engine, 8, 2.0, 8, metrics)
+        scheduler.start()
+        return engine, scheduler, metrics
+
+    with TestClient(create_app(slow_load)) as client:
+        assert client.get("/health").json() == {"status": "loading"}
+        response = client.post("/predict", json={"sentence": "good"})
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        gate.set()
+        ready(client)
+        assert client.get("/health").json()["status"] == "ready"
+        assert "/predict" in client.get("/openapi.json").json()["paths"]
+        assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_predict_answers_one_instance_or_a_list_and_each_its_own_threshold(
+    archive, scheduler, trained_run, tmp_path
+):
+    expected = {t: predictions(trained_run, tmp_path, t) for t in (0.0, 1.0)}
+    with TestClient(app_of(archive, scheduler)) as client:
+        ready(client)
+        one = client.post("/predict", json={"sentence": SENTENCES[0]})
+        assert one.status_code == 200
+        body = one.json()
+        assert set(body) == {"label", "probs", "exit_layer", "exit_index", "confidence", "truncated"}
+        assert (
+            body["exit_layer"] == 5 and body["label"] == expected[1.0][0]["label"]
+        )  # the archive's threshold 1
+        many = client.post("/predict?confidence_threshold=0", json=[{"sentence": s} for s in SENTENCES[:5]])
+        assert [row["exit_layer"] for row in many.json()] == [0] * 5
+        mixed = client.post(
+            "/predict",
+            json=[{"sentence": SENTENCES[1], "confidence_threshold": 0.0}, {"sentence": SENTENCES[2]}],
+        )
+        assert [row["exit_layer"] for row in mixed.json()] == [0, 5]
+        for row, reference in zip(many.json(), expected[0.0]):
+            assert row["label"] == reference["label"]
+            assert row["probs"] == pytest.approx(reference["probs"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "body,status,message",
+    [
+        (b'{"sentence": "good"', 400, "not valid JSON"),
+        (b"[]", 422, "a non-empty list"),
+        (b'"text"', 422, "one instance"),
+        (b'{"text": "good"}', 422, "needs the key 'sentence'"),
+        (b'{"sentence": 3}', 422, "key 'sentence' must be a string, found int"),
+        (b'{"sentence": "  "}', 422, "key 'sentence' is empty"),
+        (b'{"premise": "a", "hypothesis": "b"}', 422, "key 'premise': this model reads single texts"),
+        (b'[{"sentence": "good"}, {"sentence": null}]', 422, "instance 1: key 'sentence' must be a string"),
+        (
+            b'{"sentence": "good", "confidence_threshold": 1.5}',
+            422,
+            "key 'confidence_threshold' must be a number in",
+        ),
+        (
+            b'{"sentence": "good", "confidence_threshold": "high"}',
+            422,
+            "key 'confidence_threshold' must be a number",
+        ),
+    ],
+)
+def test_bad_requests_get_a_4xx_naming_the_field(archive, body, status, message):
+    with TestClient(app_of(archive)) as client:
+        ready(client)
+        response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == status and message in response.json()["detail"]
+        query = client.post("/predict?confidence_threshold=2", json={"sentence": "good"})
+        assert query.status_code == 422 and "query parameter confidence_threshold" in query.json()["detail"]
+
+
+def test_an_over_long_text_is_truncated_and_the_answer_says_so(archive):
+    with TestClient(app_of(archive)) as client:
+        ready(client)
+        long = " ".join(["good"] * 500)
+        rows = client.post("/predict", json=[{"sentence": long}, {"sentence": "good"}]).json()
+        assert [row["truncated"] for row in rows] == [True, False]
+
+
+def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered(archive):
+    gate = threading.Event()
+    with TestClient(app_of(archive, queue_size=2, batch_size=1, wait=gate)) as client:
+        ready(client)
+        with ThreadPoolExecutor(8) as pool:
+            futures = [
+                pool.submit(client.post, "/predict", json={"sentence": SENTENCES[i]}) for i in range(8)
+            ]
+            time.sleep(1.0)
+            done_early = [f.result() for f in futures if f.done()]
+            gate.set()
+            responses = [f.result() for f in futures]
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses.count(503) >= 1 and all(r.headers["Retry-After"] == "1" for r in done_early)
+        assert set(statuses) <= {200, 503} and statuses.count(200) >= 2
+        metrics = client.get("/metrics").text
+        assert f"sledge_rejected_total {float(statuses.count(503))}" in metrics
+        assert 'sledge_requests_total{status="503"}' in metrics and "sledge_exit_layer_bucket" in metrics
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_a_failing_batch_fails_its_requests_only(archive, scheduler, monkeypatch):
+    failures = {"left": 1}
+    with TestClient(app_of(archive, scheduler)) as client:
+        ready(client)
+        cls, name = (Engine, "run") if scheduler == "dynamic" else (LayerBatcher, "step")
+        original = getattr(cls, name)
+
+        def flaky(self, *args, **kwargs):
+            if failures["left"]:
+                failures["left"] -= 1
+                raise RuntimeError("injected failure")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, flaky)
+        failed = client.post("/predict", json={"sentence": "good"})
+        assert failed.status_code == 500 and "injected failure" in failed.json()["detail"]
+        assert client.post("/predict", json={"sentence": "good"}).status_code == 200
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_every_answer_equals_batch_1_whatever_the_arrival_order_and_timing(
+    archive, scheduler, trained_run, tmp_path
+):
+    threshold = 0.55
+    expected = predictions(trained_run, tmp_path, threshold)
+    rng = random.Random(3)
+    order = list(range(len(SENTENCES))) * 2
+    rng.shuffle(order)
+    with TestClient(app_of(archive, scheduler, batch_size=4, policy=ConfidencePolicy(threshold))) as client:
+        ready(client)
+
+        def ask(index: int) -> tuple[int, dict]:
+            time.sleep(rng.random() * 0.05)
+            return index, client.post("/predict", json={"sentence": SENTENCES[index]}).json()
+
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(ask, order))
+    for index, answer in answers:
+        reference = expected[index]
+        assert answer["exit_layer"] == reference["exit_layer"] and answer["label"] == reference["label"]
+        assert answer["probs"] == pytest.approx(reference["probs"], abs=1e-5)
+
+
+def rows_of(*triples):
+    return [
+        {
+            "kind": "sledge",
+            "policy": "confidence",
+            "value": v,
+            "threshold": v,
+            "accuracy": a,
+            "average_exit_layer": layer,
+            "seconds_per_instance": ms / 1000,
+        }
+        for v, a, layer, ms in triples
+    ]
+
+
+def test_budget_mode_picks_the_threshold_from_a_sweep():
+    rows = rows_of(
+        (0.0, 0.80, 0.0, 4.0), (0.7, 0.88, 1.0, 9.0), (0.9, 0.893, 2.2, 15.0), (1.0, 0.895, 5.0, 30.0)
+    )
+    assert for_accuracy_drop(rows, 0.5)["value"] == 0.9  # 0.893 >= 0.895 - 0.005; 0.88 is not
+    assert for_accuracy_drop(rows, 1.5)["value"] == 0.7
+    assert for_accuracy_drop(rows, 0.0)["value"] == 1.0
+    assert for_latency(rows, 10.0)["value"] == 0.7 and for_latency(rows, 100)["value"] == 1.0
+    with pytest.raises(SledgeError, match="no setting is that fast; the fastest measured is 4.00 ms"):
+        for_latency(rows, 1.0)
+    assert choose(rows, 0.5, None).__dict__ == ConfidencePolicy(0.9).__dict__
+    entropy = [dict(row, policy="entropy") for row in rows]
+    assert isinstance(choose(entropy, None, 10.0), EntropyPolicy)
+    with pytest.raises(SledgeError, match="give one target"):
+        choose(rows, 0.5, 10.0)
+
+
+def test_predict_takes_a_budget_instead_of_a_threshold(trained_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps({"rows": rows_of((0.0, 0.8, 0.0, 4.0), (1.0, 0.801, 5.0, 30.0))}))
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"sentence": s}) + "\n" for s in SENTENCES[:4]))
+    budget = {"model.exit_policy": {"type": "budget", "sweep": str(sweep), "max_accuracy_drop": 0.5}}
+    allennlp(
+        "predict",
+        str(trained_run["archive"]),
+        str(source),
+        "--include-package",
+        "sledge",
+        "--silent",
+        "--output-file",
+        str(output),
+        "-o",
+        json.dumps(budget),
+    )
+    assert {json.loads(line)["exit_layer"] for line in output.read_text().splitlines()} == {0}
+
+
+def test_the_online_controller_moves_the_threshold_towards_the_target():
+    controller = OnlineThreshold(0.5, target=0.9, share=0.5, step=0.1, window=10, every=5, slack=0.05)
+    for _ in range(10):
+        controller.record(False)  # early answers disagree: raise the threshold
+    assert controller.threshold == pytest.approx(0.7) and controller.agreement() == 0.0
+    for _ in range(30):
+        controller.record(True)  # they agree: lower it again
+    assert controller.threshold < 0.7 and controller.agreement() == 1.0
+    sampler = OnlineThreshold(0.5, 0.9, 0.2, seed=1)
+    sampled = sum(sampler.sample() for _ in range(1000))
+    assert 150 < sampled < 250
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(trained_run, scheduler):
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "allennlp"),
+            "serve",
+            str(trained_run["archive"]),
+            "--port",
+            str(port),
+            "--scheduler",
+            scheduler,
+            "--confidence-threshold",
+            "0.6",
+            "--online-agreement-target",
+            "0.9",
+            "--online-share",
+            "0.5",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the server never became ready")
+        with httpx.Client(timeout=60) as client:
+            with ThreadPoolExecutor(8) as pool:
+                futures = [
+                    pool.submit(client.post, f"{url}/predict", json=[{"sentence": s} for s in SENTENCES])
+                    for _ in range(8)
+                ]
+                time.sleep(0.2)
+                server.send_signal(signal.SIGTERM)
+                results = []
+                for future in futures:
+                    try:
+                        results.append(future.result())
+                    except httpx.TransportError:
+                        results.append(None)  # not accepted before the server stopped listening
+            answered = [r for r in results if r is not None]
+            assert answered and all(r.status_code == 200 for r in answered)
+            assert all(len(r.json()) == len(SENTENCES) for r in answered)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    log = server.stdout.read()
+    assert "policy ConfidencePolicy(threshold=0.6" in log
