@@ -24,7 +24,7 @@ class Correlation(Metric):
     def get_metric(self, reset: bool = False) -> dict[str, float]:
         predictions = torch.cat(self.predictions) if self.predictions else torch.zeros(0, dtype=torch.float64)
         gold = torch.cat(self.gold) if self.gold else torch.zeros(0, dtype=torch.float64)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:  # every worker's pairs
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:  # all workers
             gathered: list = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, (predictions, gold))
             predictions = torch.cat([pair[0] for pair in gathered])
