@@ -207,7 +207,8 @@ def report(results: dict, out: Path) -> None:
         "",
         "![latency](latency.png) ![throughput](throughput.png)",
         "",
-        "| configuration | offered/s | answered/s | p50 ms | p95 ms | p99 ms | sent | answered | rejected | 5xx |",
+        "| configuration | offered/s | answered/s | p50 ms | p95 ms | p99 ms | sent | answered | rejected "
+        "| 5xx |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for config, runs in results["runs"].items():
