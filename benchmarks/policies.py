@@ -335,7 +335,7 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
                 "| layers run | sledge exit (one model) | single-exit model |",
                 "|---:|---:|---:|",
             ]
-            for name, (layer,) in BASELINES.items():
+            for name, (layer,) in sorted(BASELINES.items(), key=lambda item: item[1]):
                 lines.append(
                     f"| {layer + 1} | {exits[f'pearson_layer_{layer}']:.4f} | "
                     f"{summary['exits'][name]['pearson']:.4f} ({name}) |"
