@@ -104,3 +104,46 @@ def single_exit_runs(tmp_path_factory) -> dict[int, Path]:
     """Two complete tiny models, of 2 and 6 layers (single exits on layers 1 and 5): archives."""
     return {layer: train_tiny(tmp_path_factory.mktemp(f"single-{layer}"), **{"model.layer_indices": [layer]})
             / "model.tar.gz" for layer in (1, 5)}
+
+
+SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
+
+
+def predict_lines(archive, lines: list[dict], output: Path, *options: str) -> list[dict]:
+    """`allennlp predict` (in this process) of JSON `lines`, written beside `output`; the output's rows."""
+    import json
+
+    source = output.with_suffix(".input.jsonl")
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    allennlp("predict", str(archive), str(source), "--include-package", "sledge", "--silent",
+             "--output-file", str(output), *options)
+    return [json.loads(line) for line in output.read_text().splitlines()]
+
+
+def tiny_multi_exit(num_labels: int = 3, head: str = "linear", pooling: str = "mean",
+                    regression: bool = False, lte: bool = False, layers: tuple[int, ...] = (0, 1, 3, 5)):
+    """A tiny random 6-layer BERT with exits (eval mode), its heads scaled up so that exits disagree."""
+    from sledge.nn import LayerwiseEncoder, MultiExitClassifier
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                        num_hidden_layers=6)
+    options = {"type": head, **({"size": 16} if head == "attention" else {})}
+    model = MultiExitClassifier(LayerwiseEncoder(config=config), list(layers),
+                                1 if regression else num_labels, pooling=pooling, regression=regression,
+                                learn_to_exit=lte, exit_head=options).eval()
+    for exit_head in model.exits:
+        exit_head.classifier.weight.data.mul_(8.0)
+    if lte:
+        model.lte.weight.data.mul_(6.0)
+    model.temperatures.copy_(torch.tensor([1.0, 1.3, 0.8, 1.1][: len(layers)]))
+    return model
+
+
+def mixed_batch(size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded random rows of 3 to 19 tokens: (input_ids, attention_mask, token_type_ids)."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 20, (size,), generator=generator)
+    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
+    ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
+    return ids, mask, torch.zeros_like(ids)

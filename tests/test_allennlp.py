@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, TEST, allennlp
+from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +36,7 @@ def test_training_reports_every_exits_accuracy_and_archives_the_backbone(trained
     assert {"backbone/config.json", "backbone/vocab.txt", "weights.th", "config.json"} <= set(names)
 
 
-def predict(archive: Path, lines: list[dict], output: Path, *options: str) -> list[dict]:
-    source = output.with_suffix(".input.jsonl")
-    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    allennlp("predict", str(archive), str(source), "--include-package", "sledge", "--silent",
-             "--output-file", str(output), *options)
-    return [json.loads(line) for line in output.read_text().splitlines()]
-
-
-SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
+predict = predict_lines
 
 
 @pytest.mark.parametrize("threshold,expected_layer", [(0.0, 0), (1.0, 5)])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from conftest import ROOT, TEST, allennlp
+from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines
 from sledge.errors import SledgeError
 from sledge.nn import (
     Cascade,
@@ -22,8 +22,6 @@ from sledge.nn import (
     full_pass_views,
     simulate_exits,
 )
-
-SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
 
 
 def tiny_cascade() -> Cascade:
@@ -135,20 +133,7 @@ def cascade_archive(single_exit_runs, tmp_path_factory) -> Path:
 
 
 def predict(archive, output: Path, *options: str) -> list[dict]:
-    source = output.with_suffix(".input.jsonl")
-    source.write_text("".join(json.dumps(line) + "\n" for line in SENTENCES))
-    allennlp(
-        "predict",
-        str(archive),
-        str(source),
-        "--include-package",
-        "sledge",
-        "--silent",
-        "--output-file",
-        str(output),
-        *options,
-    )
-    return [json.loads(line) for line in output.read_text().splitlines()]
+    return predict_lines(archive, SENTENCES, output, *options)
 
 
 def test_the_cascade_archive_is_self_contained(cascade_archive):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig
 
+from conftest import tiny_multi_exit
 from sledge.nn import (
     ConfidencePolicy,
     EntropyPolicy,
@@ -16,18 +17,6 @@ from sledge.nn import (
     PatiencePolicy,
     early_exit,
 )
-
-
-def tiny(head: str = "linear") -> MultiExitClassifier:
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        num_hidden_layers=6)
-    model = MultiExitClassifier(LayerwiseEncoder(config=config), [0, 1, 3, 5], 3, pooling="mean",
-                                learn_to_exit=True, exit_head={"type": head}).eval()
-    for exit_head in model.exits:
-        exit_head.classifier.weight.data.mul_(8.0)
-    model.temperatures.copy_(torch.tensor([1.0, 1.3, 0.8, 1.1]))
-    return model
 
 
 def requests(count: int, seed: int) -> list[torch.Tensor]:
@@ -58,9 +47,16 @@ CASES = [
 @pytest.mark.parametrize("policy,choices,head", CASES, ids=[f"{c[0]!r}-{c[2]}" for c in CASES])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_rows_leave_as_at_batch_1_whatever_the_arrivals(policy, choices, head, seed):
-    model = tiny(head)
+    model = tiny_multi_exit(head=head, lte=True)
     rng = random.Random(seed)
     inputs = requests(40, seed)
+    if isinstance(policy, LearnedPolicy):  # the tiny LTE module's certainties: thresholds between them
+        ids, mask = padded(inputs)
+        with torch.no_grad():
+            certainty = model.forward_all(ids, mask)[1][0].sort()[0]
+        middle = float(certainty[19:21].mean())
+        low, high = float(certainty[9:11].mean()), float(certainty[29:31].mean())
+        policy, choices = LearnedPolicy(middle), [low, high, 1.0]
     settings = [None if rng.random() < 0.5 else rng.choice(choices) for _ in inputs]
     batcher = LayerBatcher(model, policy, max_rows=rng.choice([4, 8, 32]))
     results, next_row, sizes = {}, 0, []
@@ -89,7 +85,7 @@ def test_rows_leave_as_at_batch_1_whatever_the_arrivals(policy, choices, head, s
 
 
 def test_rows_of_different_requests_share_a_layer_call():
-    model = tiny()
+    model = tiny_multi_exit(lte=True)
     batcher = LayerBatcher(model, ConfidencePolicy(1.0), max_rows=32)
     calls = []
     layer = model.encoder.layer_modules()[3]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, TEST, allennlp, build_tiny_bert
+from conftest import FIXTURES, ROOT, TEST, allennlp, build_tiny_bert, predict_lines
 from sledge.errors import SledgeError
 
 STSB_TRAIN, STSB_TEST = FIXTURES / "e2e" / "stsb.train", FIXTURES / "e2e" / "stsb.test"
@@ -54,21 +54,7 @@ def pairs(path: Path) -> list[dict]:
     return [{"premise": row[5], "hypothesis": row[6]} for row in rows]
 
 
-def predict(archive, lines: list[dict], output: Path, *options: str) -> list[dict]:
-    source = output.with_suffix(".input.jsonl")
-    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    allennlp(
-        "predict",
-        str(archive),
-        str(source),
-        "--include-package",
-        "sledge",
-        "--silent",
-        "--output-file",
-        str(output),
-        *options,
-    )
-    return [json.loads(line) for line in output.read_text().splitlines()]
+predict = predict_lines
 
 
 def test_a_regression_model_reports_pearson_and_spearman_of_every_exit(stsb_run):

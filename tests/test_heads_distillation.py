@@ -4,14 +4,12 @@ import math
 
 import pytest
 import torch
-from transformers import BertConfig
 
+from conftest import tiny_multi_exit
 from sledge.nn import (
     EXIT_HEADS,
     ConfidencePolicy,
-    LayerwiseEncoder,
     LearnedPolicy,
-    MultiExitClassifier,
     early_exit,
 )
 from sledge.training import DistilledStrategy
@@ -75,26 +73,9 @@ def test_bad_distillation_settings_are_named():
         DistilledStrategy(gold_weight=1.5)
 
 
-LAYERS = [0, 1, 3, 5]
-
-
-def tiny(head: str, lte: bool = False) -> MultiExitClassifier:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=6
-    )
-    options = {"type": head, **({"size": 16} if head == "attention" else {})}
-    model = MultiExitClassifier(
-        LayerwiseEncoder(config=config), LAYERS, 3, pooling="mean", learn_to_exit=lte, exit_head=options
-    ).eval()
-    for exit_head in model.exits:
-        exit_head.classifier.weight.data.mul_(8.0)
-    return model
-
-
 @pytest.mark.parametrize("head", sorted(EXIT_HEADS))
 def test_each_head_type_gives_the_same_exits_batched_and_at_batch_1(head):
-    model = tiny(head, lte=True)
+    model = tiny_multi_exit(head=head, lte=True)
     generator = torch.Generator().manual_seed(4)
     lengths = torch.randint(3, 20, (32,), generator=generator)
     mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
@@ -118,7 +99,7 @@ def test_each_head_type_gives_the_same_exits_batched_and_at_batch_1(head):
 
 
 def test_the_attention_head_reads_only_real_tokens():
-    model = tiny("attention")
+    model = tiny_multi_exit(head="attention")
     ids = torch.randint(5, 100, (1, 6))
     mask = torch.ones_like(ids)
     padded_ids = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)

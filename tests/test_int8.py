@@ -4,13 +4,11 @@ import json
 
 import pytest
 import torch
-from transformers import BertConfig
 
-from conftest import ROOT, TEST, allennlp
+from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines, tiny_multi_exit
 from sledge.errors import SledgeError
 from sledge.nn import (
     ConfidencePolicy,
-    LayerwiseEncoder,
     LearnedPolicy,
     MultiExitClassifier,
     PatiencePolicy,
@@ -20,18 +18,9 @@ from sledge.nn import (
     simulate_exits,
 )
 
-SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
-
 
 def quantized_model() -> MultiExitClassifier:
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        num_hidden_layers=6)
-    model = MultiExitClassifier(LayerwiseEncoder(config=config), [0, 1, 3, 5], 3, pooling="mean",
-                                learn_to_exit=True).eval()
-    for head in model.exits:
-        head.classifier.weight.data.mul_(8.0)
-    return quantize_int8(model)
+    return quantize_int8(tiny_multi_exit(lte=True))
 
 
 def test_every_linear_layer_is_quantized():
@@ -72,11 +61,7 @@ def in_root(monkeypatch):
 
 
 def predict(archive, output, *options):
-    source = output.with_suffix(".input.jsonl")
-    source.write_text("".join(json.dumps(line) + "\n" for line in SENTENCES))
-    allennlp("predict", str(archive), str(source), "--include-package", "sledge", "--silent",
-             "--output-file", str(output), *options)
-    return [json.loads(line) for line in output.read_text().splitlines()]
+    return predict_lines(archive, SENTENCES, output, *options)
 
 
 def test_quantize_is_set_at_inference_the_allennlp_way(trained_run, tmp_path):

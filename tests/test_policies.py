@@ -5,15 +5,14 @@ import math
 import pytest
 import torch
 from scipy import stats
-from transformers import BertConfig
 
+from conftest import mixed_batch, tiny_multi_exit
 from sledge.errors import SledgeError
 from sledge.models.correlation import Correlation
 from sledge.nn import (
     ConfidencePolicy,
     EntropyPolicy,
     ExitView,
-    LayerwiseEncoder,
     LearnedPolicy,
     MultiExitClassifier,
     PatiencePolicy,
@@ -24,8 +23,6 @@ from sledge.nn import (
     simulate_exits,
 )
 from sledge.nn.exit_policies import normalised_entropy
-
-LAYERS = [0, 1, 3, 5]
 
 
 def views_of(predictions: list[list[float]], regression: bool = False, num_labels: int = 3) -> list[ExitView]:
@@ -160,35 +157,6 @@ def test_policies_that_cannot_apply_say_why():
 # The runner: batched == batch 1 == simulated from one full pass, for every policy
 
 
-def tiny_model(regression: bool = False, lte: bool = False, pooling: str = "mean") -> MultiExitClassifier:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=6
-    )
-    model = MultiExitClassifier(
-        LayerwiseEncoder(config=config),
-        LAYERS,
-        1 if regression else 3,
-        pooling=pooling,
-        regression=regression,
-        learn_to_exit=lte,
-    ).eval()
-    for head in model.exits:  # spread the outputs so that policies split the batch
-        head.classifier.weight.data.mul_(8.0)
-    if lte:
-        model.lte.weight.data.mul_(6.0)
-    model.temperatures.copy_(torch.tensor([1.0, 1.3, 0.8, 1.1]))
-    return model
-
-
-def mixed_batch(size: int = 32, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(3, 20, (size,), generator=generator)
-    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
-    ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
-    return ids, mask, torch.zeros_like(ids)
-
-
 def halfway(policy, views: list[ExitView]):
     """`policy` with the setting that lets about half of the rows leave at the first exit."""
     first = views[0]
@@ -219,7 +187,7 @@ CASES = [
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 @pytest.mark.parametrize("kind,regression,lte,policy", CASES, ids=[f"{c[0]}-{c[3]!r}" for c in CASES])
 def test_batched_exits_equal_batch_1_and_the_full_pass_simulation(kind, regression, lte, policy, pooling):
-    model = tiny_model(regression, lte, pooling)
+    model = tiny_multi_exit(regression=regression, lte=lte, pooling=pooling)
     ids, mask, types = mixed_batch()
     with torch.no_grad():
         logits, certainties = model.forward_all(ids, mask, types)
@@ -250,7 +218,7 @@ def test_batched_exits_equal_batch_1_and_the_full_pass_simulation(kind, regressi
 
 
 def test_a_policy_that_never_leaves_early_skips_the_earlier_exits():
-    model = tiny_model()
+    model = tiny_multi_exit()
     ids, mask, types = mixed_batch(size=8)
     called = []
     hooks = [head.classifier.register_forward_hook(lambda *_: called.append(1)) for head in model.exits]
@@ -266,7 +234,7 @@ def test_a_policy_that_never_leaves_early_skips_the_earlier_exits():
 
 @pytest.mark.parametrize("policy", [ConfidencePolicy(), EntropyPolicy(), PatiencePolicy(1)], ids=repr)
 def test_each_row_may_run_at_its_own_setting(policy):
-    model = tiny_model()
+    model = tiny_multi_exit()
     ids, mask, types = mixed_batch()
     generator = torch.Generator().manual_seed(9)
     if isinstance(policy, PatiencePolicy):
