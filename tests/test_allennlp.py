@@ -91,7 +91,7 @@ def test_sweep_writes_its_table_and_plot(trained):
     calibrated = trained.get("calibrated", trained["archive"])
     output = trained["work"] / "sweep"
     allennlp("sweep", str(calibrated), str(TEST), "--output-dir", str(output), "--repeats", "2",
-             "--batch-size", "4", "--baseline", f"standard={trained['archive']}")
+             "--batch-size", "4", "--timing-instances", "6", "--baseline", f"standard={trained['archive']}")
     report = json.loads((output / "sweep.json").read_text())
     rows = report["rows"]
     curve = [row for row in rows if row["kind"] == "sledge"]

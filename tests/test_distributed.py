@@ -10,7 +10,7 @@ from conftest import FIXTURES, ROOT, TEST, TRAIN, allennlp, build_tiny_bert
 from sledge.commands.common import load_sledge_archive
 
 
-@pytest.mark.parametrize("strategy", ["alternating", "detached"])
+@pytest.mark.parametrize("strategy", ["alternating"])  # the hard case: heads without gradient on odd steps
 def test_two_cpu_workers_train_equal_replicas_and_an_archive_that_loads(tmp_path, monkeypatch, strategy):
     monkeypatch.chdir(ROOT)
     monkeypatch.syspath_prepend(str(FIXTURES / "plugins"))

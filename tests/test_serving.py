@@ -350,6 +350,14 @@ def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(traine
         else:
             raise AssertionError("the server never became ready")
         with httpx.Client(timeout=60) as client:
+            one = client.post(f"{url}/predict", json={"sentence": SENTENCES[0]})
+            assert one.status_code == 200 and one.json()["exit_layer"] in (0, 1, 3, 5)
+            bad = client.post(f"{url}/predict", json={"sentence": ""})
+            assert bad.status_code == 422 and "key 'sentence' is empty" in bad.json()["detail"]
+            assert "/predict" in client.get(f"{url}/openapi.json").json()["paths"]
+            metrics = client.get(f"{url}/metrics").text
+            assert 'sledge_requests_total{status="200"} 1.0' in metrics
+            assert 'sledge_requests_total{status="422"} 1.0' in metrics and "sledge_threshold 0.6" in metrics
             with ThreadPoolExecutor(8) as pool:
                 futures = [
                     pool.submit(client.post, f"{url}/predict", json=[{"sentence": s} for s in SENTENCES])

@@ -255,8 +255,9 @@ def sweep(
         if precision not in ("fp32", *QUANTIZE):
             raise SledgeError(f"--precision must be fp32 or {', '.join(QUANTIZE)}, got {precision!r}")
     check_inputs(archive_file, input_file, cuda_device)
-    for label, path in {**(baselines or {}), **(also or {})}.items():
-        check_input_path(path, f"--baseline/--also {label}")
+    for option, archives in (("--baseline", baselines), ("--also", also)):
+        for label, path in (archives or {}).items():
+            check_input_path(path, f"{option} {label}")
     if name in (also or {}):
         raise SledgeError(f"--also: {name!r} is the name of the swept model (--name); choose another")
     check_output_dir(output_dir, "--output-dir")
