@@ -44,7 +44,7 @@ TOLERANCE = {"sst2": 0.005, "agnews": 0.005, "stsb": 0.01}  # "within 0.5 points
 
 def relative(path: str | Path) -> str:
     """A path relative to the repository root (the shared data is ../shared/data/...)."""
-    return os.path.relpath(Path(path).resolve(), ROOT)
+    return os.path.relpath(os.path.abspath(path), ROOT)  # abspath: a symbolic link stays as it is
 
 
 def datasets(work: Path) -> dict[str, dict]:
