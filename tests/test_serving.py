@@ -380,3 +380,45 @@ def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(traine
             server.kill()
     log = server.stdout.read()
     assert "policy ConfidencePolicy(threshold=0.6" in log
+
+
+def test_the_server_chooses_its_threshold_on_a_dev_file_or_from_a_sweep(archive, trained_run, tmp_path):
+    import argparse
+
+    from sledge.commands.serve import load
+
+    base = {
+        "archive_file": str(trained_run["archive"]),
+        "confidence_threshold": None,
+        "latency_budget_ms": None,
+        "sweep_json": None,
+        "dev_file": str(TEST),
+        "online_agreement_target": None,
+        "online_share": 0.05,
+        "scheduler": "dynamic",
+        "batch_size": 4,
+        "max_wait_ms": 1.0,
+        "queue_size": 8,
+    }
+    engine, scheduler, _ = load(argparse.Namespace(**base, max_accuracy_drop=100.0))
+    scheduler.stop()
+    assert engine.policy.value() == 0.0  # any accuracy will do: the fastest setting
+    engine, scheduler, _ = load(argparse.Namespace(**base, max_accuracy_drop=0.0))
+    scheduler.stop()
+    chosen = engine.policy.value()
+    # Independently: threshold 1's accuracy, and the chosen threshold's, on the dev file, batch 1.
+    expected = predictions(trained_run, tmp_path, 1.0)
+    got = predictions(trained_run, tmp_path, chosen)
+    gold = [line.split(" ", 1)[0] for line in TEST.read_text().splitlines()]
+    accuracy = [sum(p["label"] == g for p, g in zip(rows, gold)) / len(gold) for rows in (expected, got)]
+    assert accuracy[1] >= accuracy[0]
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps({"rows": rows_of((0.0, 0.80, 0.0, 4.0), (0.8, 0.88, 2.0, 12.0))}))
+    engine, scheduler, _ = load(
+        argparse.Namespace(
+            **{**base, "dev_file": None, "sweep_json": str(sweep), "latency_budget_ms": 5.0},
+            max_accuracy_drop=None,
+        )
+    )
+    scheduler.stop()
+    assert engine.policy.value() == 0.0
