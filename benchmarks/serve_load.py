@@ -2,14 +2,15 @@
 Load test of `allennlp serve`: an open-loop generator (Poisson arrivals, async HTTP client) against the real
 server process, on AG News evaluation texts (the split of `run.py`), this machine.
 
-(a) the standard model (threshold 1, dynamic batching); (b) sledge (the MiniLM configs' detached model) at
-the lowest threshold within 0.5 points of the standard's accuracy, dynamic batching; (c) the same with
+(a) the standard model (threshold 1, dynamic batching); (b) sledge (`--sledge`: the MiniLM configs'
+detached model of benchmarks/heads.py, or the same with the LTE module of benchmarks/policies.py) at the
+lowest threshold within 0.5 points of the standard's accuracy, dynamic batching; (c) the same with
 layer-level continuous batching. First the standard's saturation throughput is measured (a closed loop of
 many concurrent clients); then every server gets the same offered loads, from light to 2x that. Per run:
 throughput, p50/p95/p99 latency, and sent = answered + rejected, 5xx counted. Writes
 benchmarks/results/serving/ (results.json, report.md, latency.png, throughput.png).
 
-    .venv/bin/python benchmarks/serve_load.py [--seconds 20] [--loads 0.25 0.5 0.75 1 1.5 2]
+    .venv/bin/python benchmarks/serve_load.py [--seconds 20] [--loads 0.25 0.5 1 2] [--sledge sledge-lte]
 """
 
 import argparse
@@ -35,6 +36,7 @@ import run as bench  # noqa: E402
 ROOT = bench.ROOT
 WORK = Path("runs/benchmarks/agnews")
 HEADS_SWEEP = Path("benchmarks/results/heads/agnews/sweep.json")
+POLICIES_SWEEP = Path("benchmarks/results/policies/agnews/sweep.json")
 
 
 def texts() -> list[str]:
@@ -43,14 +45,28 @@ def texts() -> list[str]:
         return [f"{title} {description}".replace("\\$", "$") for _, title, description in csv.reader(file)]
 
 
-def sledge_threshold() -> tuple[float, dict]:
-    """The lowest threshold of the detached model within 0.5 points of the standard, from the heads sweep."""
-    rows = json.loads(HEADS_SWEEP.read_text())["rows"]
+def sledge_threshold(sweep: Path, model: str) -> tuple[float, dict]:
+    """The lowest confidence threshold of `model` (a name in the sweep, or its only multi-exit model) within
+    0.5 points of the standard, from a committed sweep."""
+    rows = json.loads(sweep.read_text())["rows"]
     standard = next(row for row in rows if row["name"] == "standard")
-    curve = [row for row in rows if row.get("model") == "detached-linear" and row["kind"] == "sledge"]
+    models = {row["model"] for row in rows if row["kind"] == "sledge"}
+    curve = [
+        row
+        for row in rows
+        if row["kind"] == "sledge"
+        and (row["model"] == model or models == {"sledge"})
+        and row["policy"].rpartition(", ")[2] == "confidence"
+    ]
+    if not curve:
+        raise SystemExit(f"{sweep}: no calibrated confidence curve of {model!r}")
     within = [row for row in curve if row["accuracy"] >= standard["accuracy"] - 0.005]
     pick = min(within, key=lambda row: row["value"])
-    return pick["value"], {"sledge_accuracy": pick["accuracy"], "standard_accuracy": standard["accuracy"]}
+    return pick["value"], {
+        "sweep": str(sweep),
+        "sledge_accuracy": pick["accuracy"],
+        "standard_accuracy": standard["accuracy"],
+    }
 
 
 def free_port() -> int:
@@ -198,9 +214,12 @@ def report(results: dict, out: Path) -> None:
         "server, so absolute figures include its cost; every configuration is measured the same way, "
         "one after the other.",
         "",
-        f"Reproduce: `.venv/bin/python benchmarks/serve_load.py --seconds {results['seconds']}`.",
+        f"Reproduce: `.venv/bin/python benchmarks/serve_load.py --seconds {results['seconds']} "
+        f"--sledge {results['sledge']}`.",
         "",
-        f"sledge threshold {results['threshold']:g} (accuracy {results['accuracy']['sledge_accuracy']:.4f} "
+        f"sledge: `runs/benchmarks/agnews/{results['sledge']}/calibrated.tar.gz`, the lowest calibrated "
+        f"confidence threshold within 0.5 points of the standard in `{results['accuracy']['sweep']}`: "
+        f"{results['threshold']:g} (accuracy {results['accuracy']['sledge_accuracy']:.4f} "
         f"against the standard's {results['accuracy']['standard_accuracy']:.4f} on the evaluation split). "
         f"The standard's saturation throughput (closed loop, 64 clients): "
         f"{results['standard_saturation']:.1f} requests/s.",
@@ -237,23 +256,32 @@ def main() -> None:
         help="offered loads, as multiples of the standard's saturation throughput",
     )
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--sledge",
+        default="detached-linear",
+        help="the sledge model's folder under runs/benchmarks/agnews (calibrated.tar.gz): detached-linear "
+        "(benchmarks/heads.py, threshold from its sweep) or sledge-lte (benchmarks/policies.py, likewise)",
+    )
     parser.add_argument("--out", default="benchmarks/results/serving")
     args = parser.parse_args()
     os.chdir(ROOT)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pool = texts()
-    threshold, accuracy = sledge_threshold()
+    sweep = POLICIES_SWEEP if args.sledge == "sledge-lte" else HEADS_SWEEP
+    threshold, accuracy = sledge_threshold(sweep, args.sledge)
+    archive = WORK / args.sledge / "calibrated.tar.gz"
     configs = {
         "(a) standard, threshold 1, dynamic": (WORK / "standard" / "model.tar.gz", "dynamic", None),
-        "(b) sledge, dynamic": (WORK / "detached-linear" / "calibrated.tar.gz", "dynamic", threshold),
-        "(c) sledge, continuous": (WORK / "detached-linear" / "calibrated.tar.gz", "continuous", threshold),
+        "(b) sledge, dynamic": (archive, "dynamic", threshold),
+        "(c) sledge, continuous": (archive, "continuous", threshold),
     }
     server = Server(*configs["(a) standard, threshold 1, dynamic"][:2], None, args.batch_size)
     saturation = asyncio.run(closed_loop(server.url, pool, clients=64, seconds=args.seconds))
     server.stop()
     results = {
         "seconds": args.seconds,
+        "sledge": args.sledge,
         "threshold": threshold,
         "accuracy": accuracy,
         "standard_saturation": saturation,
