@@ -43,12 +43,12 @@ PER_DATASET = {
 }
 
 
-def train_all(dataset: str, data: dict, work: Path, retrain: bool) -> dict:
+def train_all(dataset: str, data: dict, work: Path, retrain: bool, only: list[str] | None = None) -> dict:
     trained = {
         name: policies.train(name, layers, data, work, {}, retrain)
         for name, layers in policies.BASELINES.items()
     }
-    for name in PER_DATASET[dataset]:
+    for name in only or PER_DATASET[dataset]:
         trained[name] = policies.train(name, [0, 1, 3, 5], data, work, COMBINATIONS[name], retrain)
     return trained
 
@@ -154,6 +154,7 @@ def main() -> None:
     parser.add_argument("--timing-instances", type=int, default=300)
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--only", nargs="+", choices=list(COMBINATIONS), help="with --train-only: these only")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     os.chdir(ROOT)
@@ -161,7 +162,7 @@ def main() -> None:
     data = policies.datasets(work)
     for dataset in args.datasets:
         if args.train_only:
-            train_all(dataset, data[dataset], work / dataset, args.retrain)
+            train_all(dataset, data[dataset], work / dataset, args.retrain, args.only)
         elif not args.report_only:
             benchmark(dataset, data[dataset], work, out, args)
     if args.train_only:
