@@ -129,8 +129,11 @@ def load_weights(path: str | os.PathLike, cuda_device: int = -1) -> dict[str, to
     try:
         state = torch.load(path, map_location=location, weights_only=True)
     except Exception as error:  # noqa: BLE001 (whatever torch raises, the file is not plain weights)
+        # torch's own message goes on to suggest `weights_only=False`: keep only what was refused
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
+        reason = next((line for line in lines if line.startswith("WeightsUnpickler error")), lines[0])
         raise ArchiveError(
-            f"{describe(path)}: refused to load the weights: not a plain file of tensors ({error})"
+            f"{describe(path)}: refused to load the weights: not a plain file of tensors ({reason})"
         ) from error
     if not isinstance(state, dict):
         raise ArchiveError(f"{describe(path)}: the weights are a {type(state).__name__}, not a state dict")

@@ -23,9 +23,11 @@ def partial_path(path: str | Path) -> Iterator[str]:
     file is renamed to `path` (atomically: readers see the old file or the new one, never a part),
     else it is removed and `path` is left as it was. Concurrent writers each rename a complete file.
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)  # write through a link
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    # The temporary name keeps at most 64 characters of the target's, so a name near the system's
+    # limit (255 bytes) still has room for the prefix and suffix.
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:64]}.", suffix=".partial")
     os.close(handle)
     try:
         yield partial
@@ -68,10 +70,11 @@ def check_input_path(path: str | Path, option: str, file: bool = False) -> None:
 
 def check_output_file(path: str | Path, option: str) -> None:
     """
-    Before any computation: `path` (named by `option`) can be written, i.e. it is not a folder and the
-    nearest existing folder above it is writable (missing folders are created only when writing).
+    Before any computation: `path` (named by `option`) can be written, i.e. its name is legal, it is
+    not a folder and a file can be created in the nearest existing folder above it (missing folders
+    are created only when writing).
     """
-    target = Path(path)
+    target = _legal(path, option)
     if target.is_dir():
         raise SledgeError(f"{option}: {path} is a folder, not a file")
     _check_writable_parent(target, option)
@@ -79,14 +82,23 @@ def check_output_file(path: str | Path, option: str) -> None:
 
 def check_output_dir(path: str | Path, option: str) -> None:
     """Before any computation: the folder `path` (named by `option`) exists writable or can be created."""
-    target = Path(path)
+    target = _legal(path, option)
     if target.exists():
         if not target.is_dir():
             raise SledgeError(f"{option}: {path} exists and is not a folder")
-        if not os.access(target, os.W_OK | os.X_OK):
-            raise SledgeError(f"{option}: the folder {path} is not writable")
+        _probe(target, f"{option}: the folder {path} is not writable")
         return
     _check_writable_parent(target, option)
+
+
+def _legal(path: str | Path, option: str) -> Path:
+    """`path` as a Path, once every part of it is a name this system accepts."""
+    target = Path(path)
+    limit = os.pathconf(".", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    for part in target.parts:
+        if len(os.fsencode(part)) > limit:
+            raise SledgeError(f"{option}: {path}: the name {part[:40]}... is longer than {limit} bytes")
+    return target
 
 
 def _check_writable_parent(target: Path, option: str) -> None:
@@ -95,8 +107,18 @@ def _check_writable_parent(target: Path, option: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise SledgeError(f"{option}: cannot create {target}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SledgeError(f"{option}: cannot write {target}: the folder {parent} is not writable")
+    _probe(parent, f"{option}: cannot write {target}: the folder {parent} is not writable")
+
+
+def _probe(folder: Path, message: str) -> None:
+    """Create and remove a file in `folder`: `os.access` says yes to root even where nothing can be
+    written (a read-only file system, /proc)."""
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".sledge-probe.")
+    except OSError as error:
+        raise SledgeError(f"{message} ({error.strerror})") from error
+    os.close(handle)
+    os.remove(probe)
 
 
 def write_files(directory: str | Path, files: dict[str, bytes]) -> None:

@@ -18,6 +18,7 @@ import sledge.commands.common
 from conftest import FIXTURES, ROOT, TEST, allennlp
 from sledge.dataset_readers import AgNewsReader, RteReader, SstSentenceReader
 from sledge.errors import ArchiveError, SledgeError
+from sledge.files import check_output_dir, check_output_file, write_atomically
 from sledge.predictors import SledgePredictor
 
 SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
@@ -180,7 +181,7 @@ def test_a_missing_archive_is_an_error_before_anything_is_read(tmp_path):
 
 BAD_LINES = [
     ('{"sentence": "a good film" ', r"line 3: not valid JSON: Expecting ',' delimiter \(column 28\)"),
-    (b'{"sentence": "caf\xe9"}', r"line 3: not UTF-8 text \(byte 17 of the line\)"),
+    (b'{"sentence": "caf\xe9"}', r"line 3: not UTF-8 text \(byte 18 of the line\)"),
     ({"sentence": 123}, r"line 3: key 'sentence' must be a string, found int"),
     ({"sentence": None}, r"line 3: key 'sentence' must be a string, found null"),
     ({"sentence": "   "}, r"line 3: key 'sentence' is empty"),
@@ -386,7 +387,7 @@ def test_calibrate_never_overwrites_its_input(trained_run, tmp_path):
     source = run / "calibrated.tar.gz"
     shutil.copyfile(trained_run["archive"], source)
     before = source.read_bytes()
-    with pytest.raises(SledgeError, match="is the input archive, which calibrate never overwrites"):
+    with pytest.raises(SledgeError, match="would be the input archive, which calibrate never overwrites"):
         allennlp("calibrate", str(source), str(TEST))
     with pytest.raises(SledgeError, match="is the input archive"):
         allennlp("calibrate", str(source), str(TEST), "--output-file", str(run / "." / "calibrated.tar.gz"))
@@ -447,6 +448,33 @@ def test_an_unwritable_output_is_refused_before_any_computation(trained_run, tmp
     if command != "calibrate":
         with pytest.raises(SledgeError, match=f"{option}: .*a-file exists and is not a folder"):
             allennlp(command, str(trained_run["archive"]), str(TEST), option, str(blocker))
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc")
+def test_a_folder_nobody_can_write_to_is_refused_even_for_root(tmp_path):
+    # os.access says yes to root everywhere; /proc takes no new file, whoever asks
+    with pytest.raises(SledgeError, match=r"--output-file: cannot write /proc/cal.tar.gz: the folder /proc"):
+        check_output_file("/proc/cal.tar.gz", "--output-file")
+    with pytest.raises(SledgeError, match=r"--output-dir: cannot write /proc/sweep: the folder /proc"):
+        check_output_dir("/proc/sweep", "--output-dir")
+    check_output_dir(tmp_path, "--output-dir")
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
+
+
+def test_a_name_too_long_is_refused_and_one_near_the_limit_is_written(tmp_path):
+    with pytest.raises(SledgeError, match=r"--output-file: .*the name b{40}\.\.\. is longer than 255 bytes"):
+        check_output_file(tmp_path / ("b" * 300), "--output-file")
+    near = tmp_path / ("b" * 243 + ".tar.gz")  # 250 bytes: the temporary name beside it must fit too
+    check_output_file(near, "--output-file")
+    write_atomically(near, b"x")
+    assert near.read_bytes() == b"x" and os.listdir(tmp_path) == [near.name]
+
+
+def test_an_output_that_is_a_link_is_written_through_it(tmp_path):
+    (tmp_path / "real.jsonl").write_text("old\n")
+    (tmp_path / "link.jsonl").symlink_to("real.jsonl")
+    write_atomically(tmp_path / "link.jsonl", b"new\n")
+    assert (tmp_path / "link.jsonl").is_symlink() and (tmp_path / "real.jsonl").read_text() == "new\n"
 
 
 def test_a_sweep_baseline_that_does_not_exist_is_named_before_any_computation(

@@ -151,6 +151,9 @@ def test_policies_that_cannot_apply_say_why():
         PatiencePolicy(-1)
     assert PatiencePolicy(2, tolerance=0.3).with_setting(1).__dict__ == {"patience": 1, "tolerance": 0.3}
     assert ConfidencePolicy(0.5, calibrated=False).with_setting(0.9).describe() == "confidence (uncalibrated)"
+    # a sweep draws one curve per label: two tolerances of patience are two curves
+    assert PatiencePolicy(2).describe() == "patience"
+    assert PatiencePolicy(2, tolerance=0.25).with_setting(1).describe() == "patience (tolerance 0.25)"
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def calibrate(
     check_output_file(output_file, "--output-file")
     if Path(output_file).resolve() == Path(archive_file).resolve():
         raise SledgeError(
-            f"--output-file {output_file} is the input archive, which calibrate never overwrites; "
+            f"the output {output_file} would be the input archive, which calibrate never overwrites; "
             "give another --output-file"
         )
     archive = load_sledge_archive(archive_file, cuda_device)

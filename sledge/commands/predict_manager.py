@@ -97,7 +97,7 @@ class SafePredictManager(_PredictManager):
         try:
             line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         except UnicodeDecodeError as error:
-            problem = f"not UTF-8 text (byte {error.start} of the line)"
+            problem = f"not UTF-8 text (byte {error.start + 1} of the line)"
             raise MalformedInputError(file_name, line_number, problem) from None
         line = line.rstrip("\r\n")
         if line_number == 1:

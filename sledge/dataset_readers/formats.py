@@ -30,7 +30,7 @@ def numbered_lines(local_path: str | Path, file_path: str | Path) -> Iterator[tu
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise MalformedInputError(
-                    file_path, line_number, f"not UTF-8 text (byte {error.start} of the line)"
+                    file_path, line_number, f"not UTF-8 text (byte {error.start + 1} of the line)"
                 ) from error
             if line_number == 1:
                 line = line.removeprefix("\ufeff")

@@ -50,3 +50,7 @@ class PatiencePolicy(ExitPolicy):
 
     def never_leaves_early(self, num_exits: int) -> bool:
         return self.patience >= num_exits - 1
+
+    def describe(self) -> str:
+        # a tolerance other than the default names its own curve (regression sweeps compare several)
+        return self.name if self.tolerance == 0.1 else f"{self.name} (tolerance {self.tolerance:g})"
