@@ -43,12 +43,12 @@ PER_DATASET = {
 }
 
 
-def train_all(dataset: str, data: dict, work: Path, retrain: bool, only: list[str] | None = None) -> dict:
+def train_all(dataset: str, data: dict, work: Path, retrain: bool) -> dict:
     trained = {
         name: policies.train(name, layers, data, work, {}, retrain)
         for name, layers in policies.BASELINES.items()
     }
-    for name in only or PER_DATASET[dataset]:
+    for name in PER_DATASET[dataset]:
         trained[name] = policies.train(name, [0, 1, 3, 5], data, work, COMBINATIONS[name], retrain)
     return trained
 
@@ -154,15 +154,18 @@ def main() -> None:
     parser.add_argument("--timing-instances", type=int, default=300)
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--train-only", action="store_true")
-    parser.add_argument("--only", nargs="+", choices=list(COMBINATIONS), help="with --train-only: these only")
+    parser.add_argument("--only", nargs="+", choices=list(COMBINATIONS), help="these combinations only")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    if args.only:  # trained, swept and reported: the combinations named, of those each dataset has
+        for dataset, names in PER_DATASET.items():
+            PER_DATASET[dataset] = [name for name in names if name in args.only]
     os.chdir(ROOT)
     work, out = Path(args.work), Path(args.out)
     data = policies.datasets(work)
     for dataset in args.datasets:
         if args.train_only:
-            train_all(dataset, data[dataset], work / dataset, args.retrain, args.only)
+            train_all(dataset, data[dataset], work / dataset, args.retrain)
         elif not args.report_only:
             benchmark(dataset, data[dataset], work, out, args)
     if args.train_only:
@@ -255,7 +258,9 @@ def report(out: Path, args: argparse.Namespace) -> None:
         "",
         f"Machine: {bench.machine()}.",
         "",
-        "Reproduce: `.venv/bin/python benchmarks/heads.py`. Every combination of training strategy and exit "
+        f"Reproduce: `.venv/bin/python benchmarks/heads.py --datasets {' '.join(args.datasets)}"
+        + (f" --only {' '.join(args.only)}" if args.only else "")
+        + f" --timing-instances {args.timing_instances}`. Every combination of training strategy and exit "
         "head is its own model (exits 0, 1, 3, 5; 2 epochs), calibrated on dev; their confidence curves and "
         "the baselines are timed in ONE `allennlp sweep` run per dataset (`--also`; median of "
         f"{args.repeats} repeats after a warm-up, a seeded sample of {args.timing_instances} evaluation "
