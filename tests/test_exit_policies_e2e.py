@@ -149,18 +149,18 @@ def test_a_regression_sweep_overlays_learned_and_patience_on_pearson(stsb_run, t
         ("learned", 0.0),
         ("learned", 0.5),
         ("learned", 1.0),
-        ("patience", 0),
-        ("patience", 1),
-        ("patience", 2),
-        ("patience", 3),
+        ("patience (tolerance 0.3)", 0),
+        ("patience (tolerance 0.3)", 1),
+        ("patience (tolerance 0.3)", 2),
+        ("patience (tolerance 0.3)", 3),
     ]
     assert all(row["exit_agreement"] == 1.0 for row in rows)
     metrics = json.loads((stsb_run["run"] / "metrics.json").read_text())
     by_value = {(row["policy"], row["value"]): row for row in rows}
     assert by_value["learned", 1.0]["pearson"] == pytest.approx(metrics["test_pearson_layer_5"], abs=1e-6)
     assert by_value["learned", 0.0]["pearson"] == pytest.approx(metrics["test_pearson_layer_0"], abs=1e-6)
-    assert by_value["patience", 0]["average_exit_layer"] == 0.0
-    assert by_value["patience", 3]["average_exit_layer"] == 5.0
+    assert by_value["patience (tolerance 0.3)", 0]["average_exit_layer"] == 0.0
+    assert by_value["patience (tolerance 0.3)", 3]["average_exit_layer"] == 5.0
     assert not any(row["kind"] == "oracle" for row in report["rows"])
     assert (output / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "pearson,spearman" in (output / "sweep.csv").read_text().splitlines()[0]
