@@ -187,7 +187,7 @@ def summarise(dataset: str, out: Path) -> dict:
     trained = json.loads((out / "trained.json").read_text())
     standard = next(row for row in rows if row["name"] == "standard")
     today = sorted(
-        (row for row in rows if row.get("model") == "detached-linear"),
+        (row for row in rows if row.get("model") == "detached-linear" and row["kind"] == "sledge"),
         key=lambda r: r["seconds_per_instance"],
     )
     combos = {}
