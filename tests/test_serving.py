@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ROOT, TEST, allennlp
+from conftest import ROOT, TEST, predict_lines
 from sledge.commands.common import load_sledge_archive
 from sledge.errors import SledgeError
 from sledge.nn import ConfidencePolicy, EntropyPolicy, LayerBatcher
@@ -69,23 +69,15 @@ def ready(client: TestClient) -> None:
 
 def predictions(trained_run, tmp_path: Path, threshold: float) -> list[dict]:
     """Batch-1 `allennlp predict` of every test sentence at `threshold`: the reference answers."""
-    source, output = tmp_path / f"in-{threshold}.jsonl", tmp_path / f"out-{threshold}.jsonl"
-    source.write_text("".join(json.dumps({"sentence": s}) + "\n" for s in SENTENCES))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(ROOT)
-        allennlp(
-            "predict",
-            str(trained_run["archive"]),
-            str(source),
-            "--include-package",
-            "sledge",
-            "--silent",
-            "--output-file",
-            str(output),
+        return predict_lines(
+            trained_run["archive"],
+            [{"sentence": s} for s in SENTENCES],
+            tmp_path / f"out-{threshold}.jsonl",
             "-o",
             json.dumps({"model.confidence_threshold": threshold}),
         )
-    return [json.loads(line) for line in output.read_text().splitlines()]
 
 
 def test_health_is_ready_only_once_the_model_is_loaded(archive):
@@ -276,22 +268,15 @@ def test_predict_takes_a_budget_instead_of_a_threshold(trained_run, tmp_path, mo
     monkeypatch.chdir(ROOT)
     sweep = tmp_path / "sweep.json"
     sweep.write_text(json.dumps({"rows": rows_of((0.0, 0.8, 0.0, 4.0), (1.0, 0.801, 5.0, 30.0))}))
-    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
-    source.write_text("".join(json.dumps({"sentence": s}) + "\n" for s in SENTENCES[:4]))
     budget = {"model.exit_policy": {"type": "budget", "sweep": str(sweep), "max_accuracy_drop": 0.5}}
-    allennlp(
-        "predict",
-        str(trained_run["archive"]),
-        str(source),
-        "--include-package",
-        "sledge",
-        "--silent",
-        "--output-file",
-        str(output),
+    rows = predict_lines(
+        trained_run["archive"],
+        [{"sentence": s} for s in SENTENCES[:4]],
+        tmp_path / "out.jsonl",
         "-o",
         json.dumps(budget),
     )
-    assert {json.loads(line)["exit_layer"] for line in output.read_text().splitlines()} == {0}
+    assert {row["exit_layer"] for row in rows} == {0}
 
 
 def test_the_online_controller_moves_the_threshold_towards_the_target():
