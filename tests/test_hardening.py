@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,11 @@ import torch
 from allennlp.models.archival import load_archive
 
 import sledge.commands.common
-from conftest import FIXTURES, ROOT, TEST, allennlp
+from conftest import FIXTURES, ROOT, TEST, allennlp, build_tiny_bert
 from sledge.dataset_readers import AgNewsReader, RteReader, SstSentenceReader
 from sledge.errors import ArchiveError, SledgeError
 from sledge.files import check_output_dir, check_output_file, write_atomically
+from sledge.models.sledge_classifier import save_backbone
 from sledge.predictors import SledgePredictor
 
 SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
@@ -517,3 +519,15 @@ def test_the_ag_news_configs_read_the_official_files(tiny_bert):
         assert raw["train_data_path"] == "data/ag_news/train.csv#train"
         assert raw["validation_data_path"] == "data/ag_news/train.csv#dev"
         assert raw["test_data_path"] == "data/ag_news/test.csv"
+
+
+def test_workers_saving_the_backbone_at_once_leave_one_complete_copy_and_no_partial(tmp_path):
+    """Distributed training builds the model in every worker at once: each saves the backbone."""
+    source = build_tiny_bert(tmp_path / "tiny-bert")
+    run = tmp_path / "run"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: save_backbone(str(source), str(run)), range(4)))  # raises if any failed
+    assert sorted(p.name for p in run.iterdir()) == ["backbone"]
+    saved = sorted(p.name for p in (run / "backbone").iterdir())
+    assert "config.json" in saved and "vocab.txt" in saved
+    assert json.loads((run / "backbone" / "config.json").read_text())["num_hidden_layers"] == 4

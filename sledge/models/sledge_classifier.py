@@ -1,6 +1,7 @@
 """The AllenNLP Model `sledge`: a thin wrapper around `sledge.nn.MultiExitClassifier`."""
 
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -38,11 +39,18 @@ def save_backbone(source: str, serialization_dir: str) -> None:
     target = Path(serialization_dir) / BACKBONE_DIR
     if target.exists():
         return
-    partial = target.with_name(BACKBONE_DIR + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A partial folder of its own for each caller: distributed workers all build the model at once.
+    partial = Path(tempfile.mkdtemp(prefix=BACKBONE_DIR + ".partial-", dir=target.parent))
     AutoConfig.from_pretrained(source).save_pretrained(partial)
     AutoTokenizer.from_pretrained(source).save_pretrained(partial)
-    partial.rename(target)
+    try:
+        partial.rename(target)
+    except OSError:
+        if not target.is_dir():  # not another worker's finished copy: a real failure
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 @Model.register("sledge")
