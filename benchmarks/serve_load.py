@@ -5,8 +5,9 @@ server process, on AG News evaluation texts (the split of `run.py`), this machin
 (a) the standard model (threshold 1, dynamic batching); (b) sledge (`--sledge`: the MiniLM configs'
 detached model of benchmarks/heads.py, or the same with the LTE module of benchmarks/policies.py) at the
 lowest threshold within 0.5 points of the standard's accuracy, dynamic batching; (c) the same with
-layer-level continuous batching. First the standard's saturation throughput is measured (a closed loop of
-many concurrent clients); then every server gets the same offered loads, from light to 2x that. Per run:
+layer-level continuous batching. Each server's saturation throughput is measured first (a closed loop of
+64 concurrent clients); then every server gets the same offered loads, from light to 2x the standard's
+saturation. Per run:
 throughput, p50/p95/p99 latency, and sent = answered + rejected, 5xx counted. Writes
 benchmarks/results/serving/ (results.json, report.md, latency.png, throughput.png).
 
@@ -105,6 +106,11 @@ class Server:
             time.sleep(0.1)
         raise SystemExit(f"the server did not start; see {self.log.name}")
 
+    def cpu_seconds(self) -> float:
+        """The server process's user and system CPU time so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout=120)
@@ -155,6 +161,19 @@ async def closed_loop(url: str, pool: list[str], clients: int, seconds: float) -
         start = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(clients)))
         return done / (time.perf_counter() - start)
+
+
+def saturation(server: "Server", pool: list[str], seconds: float, clients: int = 64) -> dict:
+    """A server's saturation throughput (closed loop) and the cores the server and the generator used."""
+    before, server_before, start = os.times(), server.cpu_seconds(), time.perf_counter()
+    answered = asyncio.run(closed_loop(server.url, pool, clients, seconds))
+    after, server_after, elapsed = os.times(), server.cpu_seconds(), time.perf_counter() - start
+    return {
+        "clients": clients,
+        "answered_per_second": answered,
+        "generator_cores": (after.user + after.system - before.user - before.system) / elapsed,
+        "server_cores": (server_after - server_before) / elapsed,
+    }
 
 
 def summary(results: list[tuple[int, float]], sent: int, elapsed: float, rate: float) -> dict:
@@ -221,8 +240,22 @@ def report(results: dict, out: Path) -> None:
         f"confidence threshold within 0.5 points of the standard in `{results['accuracy']['sweep']}`: "
         f"{results['threshold']:g} (accuracy {results['accuracy']['sledge_accuracy']:.4f} "
         f"against the standard's {results['accuracy']['standard_accuracy']:.4f} on the evaluation split). "
-        f"The standard's saturation throughput (closed loop, 64 clients): "
-        f"{results['standard_saturation']:.1f} requests/s.",
+        "",
+        "Saturation: each server's throughput under a closed loop of 64 clients (each sends its next request "
+        "when its last is answered), measured first on each server; the standard's sets the offered loads of "
+        "the open-loop runs below. Cores: the CPU time the server process and the load generator used, per "
+        "second of the run (2 cores in all).",
+        "",
+        "| configuration | saturation answered/s | x standard | server cores | generator cores |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {config} | {sat['answered_per_second']:.1f} | "
+            f"{sat['answered_per_second'] / results['standard_saturation']:.2f} | "
+            f"{sat['server_cores']:.2f} | {sat['generator_cores']:.2f} |"
+            for config, sat in results["saturation"].items()
+        ),
+        "",
+        "Open loop (Poisson arrivals at a multiple of the standard's saturation):",
         "",
         "![latency](latency.png) ![throughput](throughput.png)",
         "",
@@ -276,23 +309,26 @@ def main() -> None:
         "(b) sledge, dynamic": (archive, "dynamic", threshold),
         "(c) sledge, continuous": (archive, "continuous", threshold),
     }
-    server = Server(*configs["(a) standard, threshold 1, dynamic"][:2], None, args.batch_size)
-    saturation = asyncio.run(closed_loop(server.url, pool, clients=64, seconds=args.seconds))
-    server.stop()
     results = {
         "seconds": args.seconds,
         "sledge": args.sledge,
         "threshold": threshold,
         "accuracy": accuracy,
-        "standard_saturation": saturation,
+        "saturation": {},
         "runs": {},
     }
+    standard = None  # the standard's saturation (measured first) sets the offered loads of every server
     for config, (archive, scheduler, value) in configs.items():
         server = Server(archive, scheduler, value, args.batch_size)
+        results["saturation"][config] = saturation(server, pool, args.seconds)
+        print(config, "saturation", json.dumps(results["saturation"][config]), flush=True)
+        if standard is None:
+            standard = results["saturation"][config]["answered_per_second"]
+            results["standard_saturation"] = standard
         runs = []
         for factor in args.loads:
             run = asyncio.run(
-                open_loop(server.url, pool, factor * saturation, args.seconds, seed=int(factor * 100))
+                open_loop(server.url, pool, factor * standard, args.seconds, seed=int(factor * 100))
             )
             run["load_factor"] = factor
             print(config, json.dumps(run), flush=True)

@@ -168,6 +168,24 @@ def test_an_over_long_text_is_truncated_and_the_answer_says_so(archive):
         assert [row["truncated"] for row in rows] == [True, False]
 
 
+def test_the_server_tokenizes_every_text_exactly_as_the_reader_does(archive):
+    """The engine calls the tokenizer's backend itself for speed: the ids must be the reader's."""
+    engine = Engine(archive)
+    reader = archive.validation_dataset_reader
+    limit = reader.max_length
+    texts = [*SENTENCES, "Café  naïve\tRÉSUMÉ — 3.5% ¿qué?", "  spaced   out  ", "x" * 300,
+             " ".join(["good"] * (limit - 2)), " ".join(["good"] * (limit - 1)), " ".join(["good"] * 500)]
+    for text in texts:
+        want = reader.tokenizer(text, truncation=True, max_length=limit, return_token_type_ids=True)
+        got = engine.encode({"sentence": text})
+        assert (got.input_ids, got.token_type_ids) == (want["input_ids"], want["token_type_ids"]), text
+        assert got.truncated == (len(reader.tokenizer(text)["input_ids"]) > limit)
+    for first, second in zip(texts, reversed(texts)):  # text pairs go through the same backend call
+        want = reader.tokenizer(first, second, return_token_type_ids=True)
+        got = engine.backend.encode(first, second)
+        assert (got.ids, got.type_ids) == (want["input_ids"], want["token_type_ids"])
+
+
 def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered(archive):
     gate = threading.Event()
     with TestClient(app_of(archive, queue_size=2, batch_size=1, wait=gate)) as client:
