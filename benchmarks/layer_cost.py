@@ -47,8 +47,7 @@ def main() -> None:
     with torch.no_grad():
         for size in SIZES:
             ids, mask, types = engine.batch(rows[:size])
-            hidden, _ = encoder.embed(ids, mask, types)
-            layer_mask = encoder.layer_mask(mask, hidden.dtype)
+            hidden, layer_mask = encoder.embed(ids, mask, types)  # embed returns the mask `layer` takes
             for _ in range(3):  # warm-up
                 encoder.layer(args.layer, hidden, layer_mask)
             times = []
