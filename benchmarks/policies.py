@@ -70,6 +70,7 @@ def train(name: str, layers: list[int], data: dict, work: Path, extra: dict, ret
         return json.loads(record.read_text())
     overrides = {
         "model.layer_indices": layers,
+        "model.exit_head": {"type": "linear"},  # the committed results' heads; `extra` may change it
         "train_data_path": data["train"],
         "validation_data_path": data["dev"],
         "test_data_path": data["eval"],

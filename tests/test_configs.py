@@ -65,12 +65,16 @@ def test_the_baselines_come_from_the_same_file_by_override(layers, tiny_24_layer
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
-def test_the_paper_configs_train_jointly_and_the_minilm_ones_detached(path):
+def test_the_paper_configs_train_jointly_and_the_minilm_ones_distilled_or_detached(path):
     raw = Params.from_file(str(path)).as_dict()
     if path.stem.endswith("_minilm"):
-        assert raw["model"]["training_strategy"] == {"type": "detached"}
+        # classification: self-distillation into attention heads; regression keeps detached linear heads
+        expected = ("detached", "linear") if raw["model"].get("regression") else ("distilled", "attention")
+        assert raw["model"]["training_strategy"] == {"type": expected[0]}
+        assert raw["model"]["exit_head"] == {"type": expected[1]}
         assert raw["trainer"]["optimizer"]["early_exit_lr"] == pytest.approx(1e-3)
     else:
         assert raw["model"]["training_strategy"] == {"type": "joint"}
+        assert "exit_head" not in raw["model"]
         assert "early_exit_lr" not in raw["trainer"]["optimizer"]
     assert raw["trainer"]["optimizer"]["type"] == "sledge_adamw"
