@@ -69,8 +69,8 @@ def train(name: str, layers: list[int], data: dict, work: Path, extra: dict, ret
     if record.exists() and (directory / "model.tar.gz").exists() and not retrain:
         return json.loads(record.read_text())
     overrides = {
+        **bench.LINEAR_HEADS,
         "model.layer_indices": layers,
-        "model.exit_head": {"type": "linear"},  # the committed results' heads; `extra` may change it
         "train_data_path": data["train"],
         "validation_data_path": data["dev"],
         "test_data_path": data["eval"],
