@@ -55,7 +55,8 @@ def datasets(work: Path) -> dict[str, dict]:
 def labels(dataset: str, data: dict, work: Path) -> Path:
     output = work / "difficulty-labels.json"
     if not output.exists():
-        overrides = {
+        overrides = {  # the 2-layer model as the baselines train it
+            **bench.BASE,
             "model.layer_indices": [1],
             "train_data_path": data["train"],
             "validation_data_path": data["dev"],

@@ -69,7 +69,7 @@ def train(name: str, layers: list[int], data: dict, work: Path, extra: dict, ret
     if record.exists() and (directory / "model.tar.gz").exists() and not retrain:
         return json.loads(record.read_text())
     overrides = {
-        **bench.LINEAR_HEADS,
+        **bench.BASE,
         "model.layer_indices": layers,
         "train_data_path": data["train"],
         "validation_data_path": data["dev"],

@@ -28,7 +28,7 @@ from allennlp.data import DatasetReader, Vocabulary
 from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.models import Model
 from allennlp.training.optimizers import Optimizer
-from run import LINEAR_HEADS, MODELS, ROOT, STRATEGIES, datasets
+from run import BASE, MODELS, ROOT, STRATEGIES, datasets
 from tqdm import tqdm
 
 import sledge  # noqa: F401  (registers the components)
@@ -55,7 +55,7 @@ def step_seconds(model: Model, optimizer: Optimizer, batches: list[dict]) -> flo
 
 
 def measure(dataset: str, data: dict, args: argparse.Namespace) -> dict:
-    base = {**LINEAR_HEADS, "train_data_path": data["train"], "validation_data_path": data["dev"],
+    base = {**BASE, "train_data_path": data["train"], "validation_data_path": data["dev"],
             "test_data_path": data["eval"]}
     params = Params.from_file(data["config"], json.dumps(base))
     reader = DatasetReader.from_params(params.pop("dataset_reader"))
