@@ -84,28 +84,52 @@ def test_rows_leave_as_at_batch_1_whatever_the_arrivals(policy, choices, head, s
     assert len(exits) >= 2 and max(sizes) > 1
 
 
-def test_rows_of_different_requests_share_a_layer_call():
-    model = tiny_multi_exit(lte=True)
+def layer_calls(model, layer_index: int) -> tuple[list[int], object]:
+    """The batch size of every call of one layer, and the hook that records them."""
+    calls: list[int] = []
+    layer = model.encoder.layer_modules()[layer_index]
+    return calls, layer.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
+
+
+def test_rows_catch_up_and_share_a_deep_layer_call():
+    model = tiny_multi_exit(lte=True)  # 6 layers, exits after layers 0, 1, 3, 5
     batcher = LayerBatcher(model, ConfidencePolicy(1.0), max_rows=32)
-    calls = []
-    layer = model.encoder.layer_modules()[3]
-    hook = layer.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
+    calls, hook = layer_calls(model, 3)
     try:
-        first = requests(3, 5)
-        ids, mask = padded(first)
+        ids, mask = padded(requests(3, 5))
         batcher.add(["a0", "a1", "a2"], ids, mask)
         for _ in range(2):  # the first request reaches layer 2
             batcher.step()
-        ids, mask = padded(requests(2, 6))
-        batcher.add(["b0", "b1"], ids, mask)  # a second request arrives; it is run up to layer 2 first...
+        ids, mask = padded(requests(4, 6))
+        batcher.add(["b0", "b1", "b2", "b3"], ids, mask)  # more rows arrive: they catch up first
         finished = []
         while len(batcher):
             finished += batcher.step()
     finally:
         hook.remove()
-    assert sorted(item.key for item in finished) == ["a0", "a1", "a2", "b0", "b1"]
-    assert calls and len(calls) <= 2  # layer 3 ran for 5 rows in at most two calls
-    assert sum(calls) == 5
+    assert sorted(item.key for item in finished) == ["a0", "a1", "a2", "b0", "b1", "b2", "b3"]
+    assert calls == [7]  # layer 3 ran once, for the rows of both requests
+
+
+def test_a_group_passed_over_max_skips_times_runs_next():
+    model = tiny_multi_exit(lte=True)
+    batcher = LayerBatcher(model, ConfidencePolicy(0.0), max_rows=32, max_skips=2)
+    calls, hook = layer_calls(model, 1)
+    try:
+        ids, mask = padded(requests(1, 7))
+        batcher.add(["lone"], ids, mask, settings=[1.0])  # it runs to the last exit
+        batcher.step()  # now before layer 1
+        waiting = []
+        for step in range(3):  # bigger requests keep arriving; they leave at exit 0
+            ids, mask = padded(requests(4, 10 + step))
+            batcher.add([f"r{step}.{i}" for i in range(4)], ids, mask)
+            waiting.append(len(batcher) - 1)
+            batcher.step()
+    finally:
+        hook.remove()
+    assert waiting == [4, 4, 4]  # before layer 0: more rows than the lone row each time...
+    assert calls == [1]  # ...but after being passed over twice, it ran next, alone
+    assert len(batcher) == 5  # and the last request's rows still wait for layer 0
 
 
 def test_a_cascade_is_refused():

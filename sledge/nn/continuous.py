@@ -2,36 +2,65 @@
 Layer-level continuous batching: rows from different requests merge wherever they reach the same layer.
 
 The batched runner (`early_exit`) runs one batch from embeddings to exits; rows that leave make it
-thinner, and a new request waits for the whole batch. `LayerBatcher` instead keeps every row in
-flight on its own: its hidden states, its history of pooled vectors, its next layer and its policy
-state. Each `step` runs ONE layer for a group of rows that all need that same layer (the group of the
-oldest row in flight, up to `max_rows` rows, oldest first), however many requests they came from and
-whenever they arrived; rows that leave at that layer's exit are returned at once. So new rows join
-the moment they are added, and deep layers are shared by the rows of many requests.
+thinner, and a new request waits for the whole batch. `LayerBatcher` instead keeps groups of rows in
+flight, each at its own next layer: a request's rows start as one group before layer 0. Each `step`
+runs ONE layer for the rows that need that same layer, up to `max_rows` of them (oldest groups first),
+merged into one call whichever requests they came from and whenever they arrived; rows that leave at
+that layer's exit are returned at once, the rest stay together as one group. So a new request joins
+the moment it is added, and a thin group of deep rows is joined by the rows catching up with it.
+
+Which layer runs: the one with the most rows waiting for it (counting at most `max_rows`; among
+equals, the deeper, whose rows are nearer their answer), so that layers run in full calls and
+shallow rows catch up with thin deep groups to share their layers; but a group passed over
+`max_skips` times runs next (the oldest such), so that no row waits for ever under load.
 
 Each row's computation depends on its own tokens only (padding is masked), so its outputs and exit
-are those of batch-1 inference (up to float rounding).
+are those of batch-1 inference (up to float rounding). The per-row work is tensor work on groups:
+merging pads and concatenates a few groups, leaving rows are removed by one index selection.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from sledge.nn.exit_policies import ExitPolicy, ExitView
 from sledge.nn.model import MultiExitClassifier
 
 
 @dataclass
-class _Row:
-    key: Any
-    hidden: torch.Tensor  # (length, hidden) after the layers run so far (embeddings at first)
-    attention: torch.Tensor  # (length,) the 0/1 mask
-    state: dict[str, torch.Tensor]  # the policy's per-row state (its setting included), 0-dimensional
-    skip_earlier: bool  # its setting lets it leave only at the last exit
-    order: int  # arrival order
-    pooled: list[torch.Tensor] = field(default_factory=list)  # one (hidden,) vector per layer run
+class _Group:
+    """Rows in flight together, all before the same layer; every tensor has the rows first."""
+
+    keys: list[Any]
+    hidden: torch.Tensor  # (rows, width, hidden) after the layers run so far (embeddings at first)
+    attention: torch.Tensor  # (rows, width) the 0/1 mask, right-padded
+    pooled: list[torch.Tensor]  # one (rows, hidden) tensor per layer run
+    state: dict[str, torch.Tensor]  # the policy's per-row state, the rows' settings included
+    skip_earlier: torch.Tensor  # (rows,) bool: its setting lets the row leave only at the last exit
+    order: int  # arrival order of its oldest row
     layer: int = 0  # the next layer to run
+    skipped: int = 0  # steps that ran another layer since this group last ran
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def select(self, index: torch.Tensor) -> "_Group":
+        """The rows at `index` (in that order), with the padding none of them needs cut."""
+        attention = self.attention.index_select(0, index)
+        width = int(attention.sum(dim=1).max())
+        return _Group(
+            keys=[self.keys[i] for i in index.tolist()],
+            hidden=self.hidden.index_select(0, index)[:, :width],
+            attention=attention[:, :width],
+            pooled=[vector.index_select(0, index) for vector in self.pooled],
+            state={key: value.index_select(0, index) for key, value in self.state.items()},
+            skip_earlier=self.skip_earlier.index_select(0, index),
+            order=self.order,
+            layer=self.layer,
+            skipped=self.skipped,
+        )
 
 
 @dataclass
@@ -57,18 +86,28 @@ class LayerBatcher:
         The exit policy; each row may have its own setting (`add(..., settings=...)`).
     max_rows : `int`
         The most rows one layer call takes.
+    max_skips : `int`, optional
+        How many steps of other layers a group may wait before it runs next; by default the number of
+        layers the model runs.
     """
 
-    def __init__(self, model: MultiExitClassifier, policy: ExitPolicy, max_rows: int = 32) -> None:
+    def __init__(
+        self, model: MultiExitClassifier, policy: ExitPolicy, max_rows: int = 32, max_skips: int | None = None
+    ) -> None:
         if not isinstance(model, MultiExitClassifier):
             raise ValueError("layer-level batching runs a multi-exit model layer by layer, not a cascade")
         self.model, self.policy, self.max_rows = model, policy, max_rows
-        self.rows: list[_Row] = []
+        self.max_skips = model.layer_indices[-1] + 1 if max_skips is None else max_skips
+        self.groups: list[_Group] = []
         self._arrivals = 0
         self.last_group = 0  # rows the last step ran
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return sum(len(group) for group in self.groups)
+
+    def clear(self) -> None:
+        """Drop every row in flight."""
+        self.groups.clear()
 
     @torch.no_grad()
     def add(
@@ -79,82 +118,110 @@ class LayerBatcher:
         token_type_ids: torch.Tensor | None = None,
         settings: list[float | None] | None = None,
     ) -> None:
-        """Embed new rows (right-padded) and put them in flight before layer 0."""
+        """Embed new rows (right-padded) and put them in flight, as one group, before layer 0."""
         hidden, _ = self.model.encoder.embed(input_ids, attention_mask, token_type_ids)
+        values = [self.policy.value() if settings is None or s is None else float(s) for s in
+                  (settings or [None] * len(keys))]
         exits = len(self.model.layer_indices)
-        for position, key in enumerate(keys):
-            length = int(attention_mask[position].sum())
-            given = None if settings is None else settings[position]
-            setting = self.policy.value() if given is None else float(given)
-            state = {name: value[0] for name, value in self.policy.start(1, input_ids.device).items()}
-            state[self.policy.setting] = torch.tensor(setting, device=input_ids.device)
-            skip = self.policy.with_setting(setting).never_leaves_early(exits)
-            self._arrivals += 1
-            self.rows.append(_Row(key, hidden[position, :length], attention_mask[position, :length], state,
-                                  skip, self._arrivals))
+        state = self.policy.start(len(keys), input_ids.device)
+        state[self.policy.setting] = torch.tensor(values, device=input_ids.device)
+        skip = [self.policy.with_setting(value).never_leaves_early(exits) for value in values]
+        self.groups.append(
+            _Group(list(keys), hidden, attention_mask, [], state,
+                   torch.tensor(skip, device=input_ids.device), self._arrivals)
+        )
+        self._arrivals += 1
 
     @torch.no_grad()
     def step(self) -> list[Finished]:
-        """Run one layer for the group of the oldest row in flight; return the rows that left."""
-        if not self.rows:
+        """Run one layer for the rows chosen (see the module's notes); return the rows that left."""
+        if not self.groups:
             return []
-        model = self.model
-        layer = min(self.rows, key=lambda row: row.order).layer
-        group = sorted((row for row in self.rows if row.layer == layer), key=lambda row: row.order)
-        group = group[: self.max_rows]
+        layer = self._choose()
+        taken, room = [], self.max_rows
+        for group in sorted((g for g in self.groups if g.layer == layer), key=lambda g: g.order):
+            if room == 0:
+                break
+            self.groups.remove(group)
+            if len(group) > room:  # the rest of it waits for the next call of this layer
+                rows = torch.arange(len(group))
+                self.groups.append(group.select(rows[room:]))
+                group = group.select(rows[:room])
+            taken.append(group)
+            room -= len(group)
+        for group in self.groups:
+            group.skipped += 1
+        group = _merge(taken)
         self.last_group = len(group)
-        width = max(row.attention.numel() for row in group)
-        hidden = torch.stack([_pad(row.hidden, width) for row in group])
-        attention = torch.stack([_pad(row.attention, width) for row in group])
-        hidden = model.encoder.layer(layer, hidden, model.encoder.layer_mask(attention, hidden.dtype))
-        pooled = model.pool(hidden, attention)
-        for position, row in enumerate(group):
-            row.hidden = hidden[position, : row.attention.numel()]
-            row.pooled.append(pooled[position])
-            row.layer += 1
-        if layer not in model.layer_indices:
-            return []
+        encoder = self.model.encoder
+        mask = encoder.layer_mask(group.attention, group.hidden.dtype)
+        group.hidden = encoder.layer(layer, group.hidden, mask)
+        group.pooled.append(self.model.pool(group.hidden, group.attention))
+        group.layer, group.skipped = layer + 1, 0
+        finished, kept = self._exit(layer, group) if layer in self.model.layer_indices else ([], group)
+        if kept is not None:
+            self.groups.append(kept)
+        return finished
+
+    def _choose(self) -> int:
+        """The next layer: a starved group's, else the one with the most rows (the deeper of equals)."""
+        starved = [group for group in self.groups if group.skipped >= self.max_skips]
+        if starved:
+            return min(starved, key=lambda group: group.order).layer
+        waiting: dict[int, int] = {}
+        for group in self.groups:
+            waiting[group.layer] = waiting.get(group.layer, 0) + len(group)
+        return max(waiting, key=lambda layer: (min(waiting[layer], self.max_rows), layer))
+
+    def _exit(self, layer: int, group: _Group) -> tuple[list[Finished], _Group | None]:
+        """The exit after `layer`: the rows that leave (all at the last exit) and the group of the rest."""
+        model = self.model
         exit_index = model.layer_indices.index(layer)
         last = exit_index == len(model.layer_indices) - 1
-        deciding = [position for position, row in enumerate(group) if last or not row.skip_earlier]
-        if not deciding:
-            return []
-        rows = [group[p] for p in deciding]
-        leaving = self._exit(exit_index, last, rows, hidden[deciding], attention[deciding])
-        gone = {id(row) for row, _ in leaving}
-        self.rows = [row for row in self.rows if id(row) not in gone]
-        return [finished for _, finished in leaving]
-
-    def _exit(self, exit_index: int, last: bool, rows: list[_Row], hidden: torch.Tensor,
-              attention: torch.Tensor) -> list[tuple[_Row, Finished]]:
-        """The exit's outputs for `rows`; the policy's decision (all leave at the last exit)."""
-        model = self.model
+        if not last and bool(group.skip_earlier.all()):  # nobody here may leave before the last exit
+            return [], group
         head = model.exits[exit_index]
-        pooled = [torch.stack([row.pooled[j] for row in rows]) for j in range(len(rows[0].pooled))]
-        features = head.features(pooled, hidden, attention)
+        features = head.features(group.pooled, group.hidden, group.attention)
         logits = head.classify(features)
         certainty = None if model.lte is None else model.certainty(features)
         temperature = model.temperatures[exit_index]
         if last:
-            leaving = torch.ones(len(rows), dtype=torch.bool)
-        else:  # rows deciding at the same exit have decided at the same exits before: the same state keys
-            state = {key: torch.stack([row.state[key] for row in rows]) for key in rows[0].state}
+            leaving = torch.ones(len(group), dtype=torch.bool)
+        else:
             view = ExitView(exit_index, logits, temperature, certainty, model.regression)
-            leaving = self.policy.leaves(view, state)
-            for position, row in enumerate(rows):  # the policy may have updated or added state
-                row.state = {key: value[position] for key, value in state.items()}
-        out = []
-        for position in torch.nonzero(leaving).flatten().tolist():
-            probs = None if model.regression else torch.softmax(logits[position] / temperature, dim=-1)
-            certain = None if certainty is None else certainty[position]
-            finished = Finished(rows[position].key, exit_index, logits[position], probs, certain)
-            out.append((rows[position], finished))
-        return out
+            leaving = self.policy.leaves(view, group.state) & ~group.skip_earlier
+        gone = torch.nonzero(leaving).flatten()
+        probs = None if model.regression else torch.softmax(logits[gone] / temperature, dim=-1)
+        finished = [
+            Finished(group.keys[row], exit_index, logits[row], None if probs is None else probs[i],
+                     None if certainty is None else certainty[row])
+            for i, row in enumerate(gone.tolist())
+        ]
+        kept = torch.nonzero(~leaving).flatten()
+        return finished, (group.select(kept) if kept.numel() else None)
 
 
-def _pad(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    """`tensor` zero-padded along its first dimension to `width`."""
-    missing = width - tensor.size(0)
-    if missing == 0:
-        return tensor
-    return torch.cat([tensor, tensor.new_zeros((missing, *tensor.shape[1:]))])
+def _merge(groups: list[_Group]) -> _Group:
+    """One group of the rows of `groups` (all before the same layer), padded to the widest."""
+    if len(groups) == 1:
+        return groups[0]
+    width = max(group.hidden.size(1) for group in groups)
+    # A group whose rows all skipped an earlier exit never ran the policy there, so it may lack state
+    # the policy added; those rows can only leave at the last exit, where no state is read: zeros.
+    template = {key: value for group in groups for key, value in group.state.items()}
+    state = {
+        key: torch.cat([
+            group.state.get(key, like.new_zeros((len(group), *like.shape[1:]))) for group in groups
+        ])
+        for key, like in template.items()
+    }
+    return _Group(
+        keys=[key for group in groups for key in group.keys],
+        hidden=torch.cat([F.pad(g.hidden, (0, 0, 0, width - g.hidden.size(1))) for g in groups]),
+        attention=torch.cat([F.pad(g.attention, (0, width - g.attention.size(1))) for g in groups]),
+        pooled=[torch.cat(vectors) for vectors in zip(*(group.pooled for group in groups))],
+        state=state,
+        skip_earlier=torch.cat([group.skip_earlier for group in groups]),
+        order=min(group.order for group in groups),
+        layer=groups[0].layer,
+    )

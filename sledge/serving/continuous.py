@@ -6,12 +6,13 @@ from sledge.serving.scheduler import Job, Scheduler
 
 class ContinuousScheduler(Scheduler):
     """
-    Feeds `sledge.nn.LayerBatcher`: every cycle, the requests that arrived are embedded and join the
-    rows in flight (as long as fewer than 4 x `batch_size` rows are), then ONE layer runs for the rows
-    that need the same layer (the oldest row's, up to `batch_size` rows), whichever requests they came
-    from. A request is answered as soon as its last row leaves; a new request never waits for an older
-    batch to finish. A failure in a step fails the requests whose rows were in flight. In online mode
-    the sampled rows also run, as shadow rows at threshold 1, to the last exit.
+    Feeds `sledge.nn.LayerBatcher`: every cycle, the requests that arrived are embedded together and
+    join the rows in flight (as long as fewer than 4 x `batch_size` rows are), then ONE layer runs for
+    up to `batch_size` rows that need that same layer, whichever requests they came from (the layer
+    with the most rows waiting, unless a group has waited too long: see `LayerBatcher`). A request is
+    answered as soon as its last row leaves; a new request never waits for an older batch to finish.
+    A failure in a step fails the requests whose rows were in flight. In online mode the sampled rows
+    also run, as shadow rows at threshold 1, to the last exit.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -24,11 +25,15 @@ class ContinuousScheduler(Scheduler):
         return len(self.batcher) > 0
 
     def cycle(self) -> None:
-        while len(self.batcher) < 4 * self.batch_size:
-            job = self.take(timeout=0.0 if len(self.batcher) else 0.05)
+        jobs, rows = [], len(self.batcher)
+        while rows < 4 * self.batch_size:
+            job = self.take(timeout=0.0 if rows else 0.05)
             if job is None:
                 break
-            self.admit(job)
+            jobs.append(job)
+            rows += len(job.rows)
+        if jobs:
+            self.admit(jobs)
         if not len(self.batcher):
             return
         try:
@@ -36,7 +41,7 @@ class ContinuousScheduler(Scheduler):
         except Exception as error:  # noqa: BLE001 (the rows in flight fail, the server goes on)
             self.fail(list(self.in_flight.values()), error)
             self.in_flight.clear()
-            self.batcher.rows.clear()
+            self.batcher.clear()
             return
         if self.batcher.last_group:
             self.metrics.batch_size.observe(self.batcher.last_group)
@@ -61,25 +66,24 @@ class ContinuousScheduler(Scheduler):
             if job.future.done() and not any(key[0] == id(job) for key in self.pending_shadow):
                 self.in_flight.pop(job_id, None)
 
-    def admit(self, job: Job) -> None:
-        self.in_flight[id(job)] = job
-        keys = [("answer", id(job), row) for row in range(len(job.rows))]
-        ids, mask, types = self.engine.batch(job.rows)
-        self.batcher.add(keys, ids, mask, types, settings=self.settings_of(job))
-        if self.online is not None and self.engine.labels is not None:
-            sampled = [row for row in range(len(job.rows)) if self.online.sample()]
-            if sampled:
-                self.metrics.shadow_rows.inc(len(sampled))
-                ids, mask, types = self.engine.batch([job.rows[row] for row in sampled])
-                self.batcher.add(
-                    [("shadow", id(job), row) for row in sampled],
-                    ids,
-                    mask,
-                    types,
-                    settings=[1.0] * len(sampled),
-                )
-                for row in sampled:
-                    self.pending_shadow[(id(job), row)] = -1
+    def admit(self, jobs: list[Job]) -> None:
+        """The requests that arrived join as one group (one embedding call), their shadow rows as another."""
+        for job in jobs:
+            self.in_flight[id(job)] = job
+        keys = [("answer", id(job), row) for job in jobs for row in range(len(job.rows))]
+        ids, mask, types = self.engine.batch([encoded for job in jobs for encoded in job.rows])
+        settings = [setting for job in jobs for setting in self.settings_of(job)]
+        self.batcher.add(keys, ids, mask, types, settings=settings)
+        if self.online is None or self.engine.labels is None:
+            return
+        sampled = [(job, row) for job in jobs for row in range(len(job.rows)) if self.online.sample()]
+        if sampled:
+            self.metrics.shadow_rows.inc(len(sampled))
+            ids, mask, types = self.engine.batch([job.rows[row] for job, row in sampled])
+            keys = [("shadow", id(job), row) for job, row in sampled]
+            self.batcher.add(keys, ids, mask, types, settings=[1.0] * len(sampled))
+            for job, row in sampled:
+                self.pending_shadow[(id(job), row)] = -1
 
     def settle_shadow(self, job: Job, row: int, early: int | None = None, last: int | None = None) -> None:
         """Pair a sampled row's early answer with its shadow's last-exit answer, whichever comes first."""
