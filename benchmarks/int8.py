@@ -44,9 +44,9 @@ def names(seed) -> tuple[str, str]:
 
 
 def train_all(data: dict, work: Path, args: argparse.Namespace) -> dict:
-    # the MiniLM configs' earlier model, as the committed results measured it: detached (linear heads
-    # come from policies.train)
-    extra = {**bench.STRATEGIES["detached"], **json.loads(args.sledge_overrides)}
+    # the MiniLM configs' earlier model, as the committed results measured it: detached with linear
+    # heads, which every model policies.train trains starts from (run.BASE)
+    extra = json.loads(args.sledge_overrides)
     trained = {
         name: policies.train(name, layers, data, work, {}, args.retrain) for name, layers in EFFICIENT.items()
     }

@@ -30,7 +30,7 @@ import run as bench  # noqa: E402  (benchmarks/run.py: data splits, training, ti
 ROOT = bench.ROOT
 BASELINES = {"standard": [5], "efficient-0": [0], "efficient-1": [1], "efficient-3": [3]}
 SLEDGE = "sledge-lte"
-LTE = {**bench.STRATEGIES["detached"], "model.learn_to_exit": True}
+LTE = {"model.learn_to_exit": True}  # on run.BASE: detached, linear heads
 CLASSIFICATION_POLICIES = [
     "confidence",
     '{"type": "confidence", "calibrated": false}',

@@ -120,8 +120,8 @@ class LayerBatcher:
     ) -> None:
         """Embed new rows (right-padded) and put them in flight, as one group, before layer 0."""
         hidden, _ = self.model.encoder.embed(input_ids, attention_mask, token_type_ids)
-        values = [self.policy.value() if settings is None or s is None else float(s) for s in
-                  (settings or [None] * len(keys))]
+        given = [None] * len(keys) if settings is None else settings
+        values = [self.policy.value() if s is None else float(s) for s in given]
         exits = len(self.model.layer_indices)
         state = self.policy.start(len(keys), input_ids.device)
         state[self.policy.setting] = torch.tensor(values, device=input_ids.device)
