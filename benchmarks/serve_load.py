@@ -5,9 +5,11 @@ server process, on AG News evaluation texts (the split of `run.py`), this machin
 (a) the standard model (threshold 1, dynamic batching); (b) sledge (`--sledge`: the MiniLM configs'
 detached model of benchmarks/heads.py, or the same with the LTE module of benchmarks/policies.py) at the
 lowest threshold within 0.5 points of the standard's accuracy, dynamic batching; (c) the same with
-layer-level continuous batching. Each server's saturation throughput is measured first (a closed loop of
-64 concurrent clients); then every server gets the same offered loads, from light to 2x the standard's
-saturation. Per run:
+layer-level continuous batching (the server's defaults); (d) the same with late rows first
+(`--deadline-ms 100`). The servers run side by side (an idle one waits on its
+empty queue). Each server's saturation throughput is measured first (a closed loop of 64 concurrent
+clients); then every load, from light to 2x the standard's saturation, is offered to each server in
+turn, so that configurations are compared minutes apart on this shared machine. Per run:
 throughput, p50/p95/p99 latency, and sent = answered + rejected, 5xx counted. Writes
 benchmarks/results/serving/ (results.json, report.md, latency.png, throughput.png).
 
@@ -38,6 +40,7 @@ ROOT = bench.ROOT
 WORK = Path("runs/benchmarks/agnews")
 HEADS_SWEEP = Path("benchmarks/results/heads/agnews/sweep.json")
 POLICIES_SWEEP = Path("benchmarks/results/policies/agnews/sweep.json")
+LATE_FIRST = ["--deadline-ms", "100"]
 
 
 def texts() -> list[str]:
@@ -77,7 +80,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, archive: Path, scheduler: str, threshold: float | None, batch_size: int) -> None:
+    def __init__(
+        self, archive: Path, scheduler: str, threshold: float | None, batch_size: int, options: list[str]
+    ) -> None:
         self.port = free_port()
         command = [
             str(bench.BIN / "allennlp"),
@@ -91,6 +96,7 @@ class Server:
             str(batch_size),
             "--queue-size",
             "256",
+            *options,
         ]
         if threshold is not None:
             command += ["--confidence-threshold", str(threshold)]
@@ -230,8 +236,12 @@ def report(results: dict, out: Path) -> None:
         "# Serving early exit: load test, AG News, this machine",
         "",
         f"Machine: {bench.machine()}. The load generator (httpx, asyncio) runs on the same 2 cores as the "
-        "server, so absolute figures include its cost; every configuration is measured the same way, "
-        "one after the other.",
+        "server, so absolute figures include its cost; every configuration is measured the same way. The "
+        "servers run side by side (an idle one waits on its empty queue) and each load is offered to each "
+        "server in turn, so configurations are compared minutes apart.",
+        "",
+        "Continuous batching (see the README): (c) has the server's defaults; in (d) the groups in flight "
+        "for 100 ms or longer are served first (`--deadline-ms 100`).",
         "",
         f"Reproduce: `.venv/bin/python benchmarks/serve_load.py --seconds {results['seconds']} "
         f"--sledge {results['sledge']}`.",
@@ -242,9 +252,9 @@ def report(results: dict, out: Path) -> None:
         f"against the standard's {results['accuracy']['standard_accuracy']:.4f} on the evaluation split). "
         "",
         "Saturation: each server's throughput under a closed loop of 64 clients (each sends its next request "
-        "when its last is answered), measured first on each server; the standard's sets the offered loads of "
-        "the open-loop runs below. Cores: the CPU time the server process and the load generator used, per "
-        "second of the run (2 cores in all).",
+        "when its last is answered), measured first on each server, one after the other; the standard's sets "
+        "the offered loads of the open-loop runs below. Cores: the CPU time the server process and the load "
+        "generator used, per second of the run (2 cores in all).",
         "",
         "| configuration | saturation answered/s | x standard | server cores | generator cores |",
         "|---|---:|---:|---:|---:|",
@@ -305,9 +315,10 @@ def main() -> None:
     threshold, accuracy = sledge_threshold(sweep, args.sledge)
     archive = WORK / args.sledge / "calibrated.tar.gz"
     configs = {
-        "(a) standard, threshold 1, dynamic": (WORK / "standard" / "model.tar.gz", "dynamic", None),
-        "(b) sledge, dynamic": (archive, "dynamic", threshold),
-        "(c) sledge, continuous": (archive, "continuous", threshold),
+        "(a) standard, threshold 1, dynamic": (WORK / "standard" / "model.tar.gz", "dynamic", None, []),
+        "(b) sledge, dynamic": (archive, "dynamic", threshold, []),
+        "(c) sledge, continuous": (archive, "continuous", threshold, []),
+        "(d) sledge, continuous, deadline 100 ms": (archive, "continuous", threshold, LATE_FIRST),
     }
     results = {
         "seconds": args.seconds,
@@ -317,25 +328,25 @@ def main() -> None:
         "saturation": {},
         "runs": {},
     }
-    standard = None  # the standard's saturation (measured first) sets the offered loads of every server
-    for config, (archive, scheduler, value) in configs.items():
-        server = Server(archive, scheduler, value, args.batch_size)
-        results["saturation"][config] = saturation(server, pool, args.seconds)
-        print(config, "saturation", json.dumps(results["saturation"][config]), flush=True)
-        if standard is None:
-            standard = results["saturation"][config]["answered_per_second"]
-            results["standard_saturation"] = standard
-        runs = []
+    servers = {}
+    try:
+        for config, (archive, scheduler, value, options) in configs.items():
+            servers[config] = Server(archive, scheduler, value, args.batch_size, options)
+        for config, server in servers.items():
+            results["saturation"][config] = saturation(server, pool, args.seconds)
+            print(config, "saturation", json.dumps(results["saturation"][config]), flush=True)
+        standard = results["saturation"]["(a) standard, threshold 1, dynamic"]["answered_per_second"]
+        results["standard_saturation"] = standard  # it sets the offered loads of every server
         for factor in args.loads:
-            run = asyncio.run(
-                open_loop(server.url, pool, factor * standard, args.seconds, seed=int(factor * 100))
-            )
-            run["load_factor"] = factor
-            print(config, json.dumps(run), flush=True)
-            runs.append(run)
-        run_exit = server.stop()
-        results["runs"][config] = runs
-        results.setdefault("exit_codes", {})[config] = run_exit
+            for config, server in servers.items():
+                run = asyncio.run(
+                    open_loop(server.url, pool, factor * standard, args.seconds, seed=int(factor * 100))
+                )
+                run["load_factor"] = factor
+                print(config, json.dumps(run), flush=True)
+                results["runs"].setdefault(config, []).append(run)
+    finally:
+        results["exit_codes"] = {config: server.stop() for config, server in servers.items()}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plots(results, out)
     report(results, out)

@@ -93,7 +93,7 @@ def layer_calls(model, layer_index: int) -> tuple[list[int], object]:
 
 def test_rows_catch_up_and_share_a_deep_layer_call():
     model = tiny_multi_exit(lte=True)  # 6 layers, exits after layers 0, 1, 3, 5
-    batcher = LayerBatcher(model, ConfidencePolicy(1.0), max_rows=32)
+    batcher = LayerBatcher(model, ConfidencePolicy(1.0), max_rows=32, clock=lambda: 0.0)  # nobody late
     calls, hook = layer_calls(model, 3)
     try:
         ids, mask = padded(requests(3, 5))
@@ -113,7 +113,7 @@ def test_rows_catch_up_and_share_a_deep_layer_call():
 
 def test_a_group_passed_over_max_skips_times_runs_next():
     model = tiny_multi_exit(lte=True)
-    batcher = LayerBatcher(model, ConfidencePolicy(0.0), max_rows=32, max_skips=2)
+    batcher = LayerBatcher(model, ConfidencePolicy(0.0), max_rows=32, max_skips=2, clock=lambda: 0.0)
     calls, hook = layer_calls(model, 1)
     try:
         ids, mask = padded(requests(1, 7))
@@ -130,6 +130,35 @@ def test_a_group_passed_over_max_skips_times_runs_next():
     assert waiting == [4, 4, 4]  # before layer 0: more rows than the lone row each time...
     assert calls == [1]  # ...but after being passed over twice, it ran next, alone
     assert len(batcher) == 5  # and the last request's rows still wait for layer 0
+
+
+@pytest.mark.parametrize("deadline_ms,lone_ran_at", [(100.0, [2]), (0.0, [])])
+def test_groups_in_flight_past_the_deadline_are_served_first(deadline_ms, lone_ran_at):
+    model = tiny_multi_exit(lte=True)
+    now = [0.0]
+    batcher = LayerBatcher(model, ConfidencePolicy(0.0), max_rows=32, max_skips=100,
+                           deadline_ms=deadline_ms, clock=lambda: now[0])
+    calls, hook = layer_calls(model, 1)
+    try:
+        ids, mask = padded(requests(1, 7))
+        batcher.add(["lone"], ids, mask, settings=[1.0])  # at t=0; it runs to the last exit
+        batcher.step()  # now before layer 1
+        ran_at = []
+        for step, arrival in enumerate([0.05, 0.12, 0.19]):  # 4 rows arrive each time, leave at exit 0
+            now[0] = arrival
+            ids, mask = padded(requests(4, 10 + step))
+            batcher.add([f"r{step}.{i}" for i in range(4)], ids, mask)
+            before = len(calls)
+            batcher.step()
+            if len(calls) > before:
+                ran_at.append(step + 1)
+    finally:
+        hook.remove()
+    # 100 ms: at t=0.05 the 4 new rows go first (nobody late); at t=0.12 the lone row has been in
+    # flight 120 ms, so its layer runs although 4 rows wait for layer 0 (the new ones are not late).
+    # 0 ms (the default): every group is always late, so the plain rule (most rows) keeps running layer 0.
+    assert ran_at == lone_ran_at
+    assert calls == [1] * len(lone_ran_at)  # alone
 
 
 def test_a_cascade_is_refused():

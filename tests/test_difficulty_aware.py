@@ -89,8 +89,9 @@ def labelled(tmp_path_factory) -> dict:
         "dataset_reader.transformer_model": str(backbone),
         "model.transformer_model": str(backbone),
         "model.layer_indices": [5],
-        "train_data_path": str(TRAIN),
-        "validation_data_path": str(TEST),
+        "dataset_reader.dev_fraction": 0.25,  # development data from the training file, as for RTE
+        "train_data_path": f"{TRAIN}#train",
+        "validation_data_path": f"{TRAIN}#dev",
         "trainer.num_epochs": 1,
         "trainer.optimizer.lr": 1e-3,
         "data_loader.batch_sampler.batch_size": 8,
@@ -120,19 +121,36 @@ def labelled(tmp_path_factory) -> dict:
 def test_k_fold_labelling_labels_every_instance_once_without_leakage(labelled, tiny_bert):
     report = json.loads(labelled["output"].read_text())
     assert report["folds"] == 2 and report["seeds"] == [7] and report["models_trained"] == 2
-    train_lines = [str(e.line) for e in SstSentenceReader(tiny_bert).examples(str(TRAIN))]
+    reader = SstSentenceReader(tiny_bert, dev_fraction=0.25)
+    # the training part across folds and the development part by prediction: every line of the file
+    train_lines = [str(e.line) for e in reader.examples(str(TRAIN))]
     assert sorted(report["files"][str(TRAIN)]) == sorted(train_lines)
     assert set(report["files"][str(TRAIN)].values()) <= {"easy", "hard"}
     assert len(report["files"][str(TEST)]) == len(TEST.read_text().splitlines())
-    reader = SstSentenceReader(tiny_bert)
-    for k in (1, 2):  # each fold model trained on the other fold only
+    development = {e.line for e in reader.examples(f"{TRAIN}#dev")}
+    assert len(development) == 12
+    for k in (1, 2):  # each fold model trained on the other fold only, never on the development part
         config = json.loads(
             (labelled["work"] / "folds" / "seed-7" / f"fold-{k}-of-2" / "config.json").read_text()
         )
         trained_on = {e.line for e in reader.examples(config["train_data_path"])}
-        held = {e.line for e in reader.examples(f"{TRAIN}#fold-{k}-of-2")}
-        assert config["train_data_path"] == f"{TRAIN}#without-fold-{k}-of-2"
-        assert trained_on and held and not trained_on & held
+        held = {e.line for e in reader.examples(f"{TRAIN}#train#fold-{k}-of-2")}
+        assert config["train_data_path"] == f"{TRAIN}#train#without-fold-{k}-of-2"
+        assert trained_on and held and not trained_on & held and not trained_on & development
+
+
+def test_a_dar_run_reads_labels_for_its_training_and_development_parts(labelled, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    overrides = {
+        **labelled["overrides"],
+        "dataset_reader.difficulty_file": str(labelled["output"]),
+        "model.difficulty_weight": 0.5,
+        "model.difficulty_margin": 0.5,
+    }
+    allennlp("train", "training_config/sst2_minilm.jsonnet", "-s", str(tmp_path / "dar"),
+             "-o", json.dumps(overrides), "--include-package", "sledge")
+    metrics = json.loads((tmp_path / "dar" / "metrics.json").read_text())
+    assert math.isfinite(metrics["validation_loss"]) and 0.0 <= metrics["validation_accuracy"] <= 1.0
 
 
 def test_a_reader_attaches_the_labels_and_difficulty_reports_the_dis(

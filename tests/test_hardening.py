@@ -436,6 +436,18 @@ def test_calibrate_refuses_a_bad_batch_size(trained_run, tmp_path, capsys):
     assert "argument --batch-size: must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option,value,message", [
+    ("--max-wait-ms", "-1", "argument --max-wait-ms: must be a finite number >= 0, got -1"),
+    ("--deadline-ms", "nan", "argument --deadline-ms: must be a finite number >= 0, got nan"),
+    ("--deadline-ms", "soon", "argument --deadline-ms: must be a finite number >= 0, got 'soon'"),
+])
+def test_serve_refuses_a_bad_wait_naming_it(trained_run, capsys, option, value, message):
+    with pytest.raises(SystemExit) as caught:  # refused by argparse, before the model is loaded
+        allennlp("serve", str(trained_run["archive"]), option, value)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["calibrate", "sweep", "difficulty"])
 def test_an_unwritable_output_is_refused_before_any_computation(trained_run, tmp_path, monkeypatch, command):
     blocker = tmp_path / "a-file"

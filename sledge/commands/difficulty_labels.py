@@ -30,15 +30,17 @@ class DifficultyLabels(Subcommand):
             "CascadeBERT's difficulty labels: the training data of CONFIG is split into --folds folds; for "
             "each fold and each seed a model of the config's architecture is trained on the other folds "
             "(validated on the config's development data) and predicts the held-out fold. An instance is "
-            "easy if it is predicted correctly under every seed, else hard. --label-also files are "
-            "predicted by every one of those models (none has seen them) and labelled the same way. Writes "
+            "easy if it is predicted correctly under every seed, else hard. The config's development data "
+            "(which the training run reads with the same reader) and --label-also files are predicted by "
+            "every one of those models (none was trained on them) and labelled the same way. Writes "
             "a JSON file that `dataset_reader.difficulty_file` reads (for the difficulty-aware "
             "regularisation, model.difficulty_weight) and `allennlp difficulty --difficulty-file` reads "
             "(for the Difficulty Inversion Score). Costs folds x seeds trainings on (K-1)/K of the data."
         )
         subparser = parser.add_parser(self.name, description=description, help="Label instances easy/hard.")
         subparser.add_argument(
-            "config_file", help="a sledge training config (its train_data_path is labelled)"
+            "config_file",
+            help="a sledge training config (its train_data_path and validation_data_path are labelled)",
         )
         subparser.add_argument("--output-file", required=True, help="where the labels go (JSON)")
         subparser.add_argument(
@@ -97,10 +99,15 @@ def label(
         raise SledgeError(f"--seeds must be distinct, got {seeds}")
     params = Params.from_file(config_file, overrides).as_dict()
     train_data = params["train_data_path"]
-    for path in [train_data, *(label_also or [])]:
-        check_input_path(path, "train_data_path" if path == train_data else "--label-also")
+    check_input_path(train_data, "train_data_path")
+    for path in label_also or []:
+        check_input_path(path, "--label-also")
+    # The training run reads its development data with the same reader, so it needs labels too.
+    development = params.get("validation_data_path")
+    others = list(dict.fromkeys([*([development] if development else []), *(label_also or [])]))
+    others = [path for path in others if path != train_data]
     start = time.perf_counter()
-    correct: dict[str, dict[str, bool]] = {path: {} for path in [train_data, *(label_also or [])]}
+    correct: dict[str, dict[str, bool]] = {path: {} for path in [*others, train_data]}
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="sledge-difficulty-"))
     try:
         for seed in seeds:
@@ -121,18 +128,20 @@ def label(
                 train_model_from_file(config_file, str(run), json.dumps(fold_overrides), force=True)
                 archive = load_sledge_archive(str(run / "model.tar.gz"))
                 _and(correct[train_data], predicted_right(archive, f"{train_data}#fold-{k}-of-{folds}"))
-                for path in label_also or []:
+                for path in others:
                     _and(correct[path], predicted_right(archive, path))
                 if not work_dir:
                     shutil.rmtree(run, ignore_errors=True)
     finally:
         if not work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    # Keyed by the data file itself (no #selector): the reader finds the labels of any part of it.
-    files = {
-        split_selector(path)[0]: {line: "easy" if right else "hard" for line, right in lines.items()}
-        for path, lines in correct.items()
-    }
+    # Keyed by the data file itself (no #selector): the reader finds the labels of any part of it, e.g.
+    # a training part labelled across folds and a development part of the same file labelled by
+    # prediction (the training data comes last, so its labels win where a line is in both).
+    files: dict[str, dict[str, str]] = {}
+    for path, lines in correct.items():
+        labels = files.setdefault(split_selector(path)[0], {})
+        labels.update({line: "easy" if right else "hard" for line, right in lines.items()})
     report = {
         "config": config_file,
         "overrides": overrides,
