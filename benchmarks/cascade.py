@@ -286,7 +286,8 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
         "",
         "Reproduce: `.venv/bin/python benchmarks/cascade.py`. Timing: one `allennlp sweep` run per dataset "
         f"(median of {args.repeats} repeats after a warm-up, every curve and baseline interleaved, a seeded "
-        f"sample of {args.timing_instances} evaluation instances, batch 1 and 32). 'Complete k-layer model' "
+        "sample of the evaluation instances, its size given per dataset, batch 1 and 32; accuracy on all of "
+        "them). 'Complete k-layer model' "
         "here is the MiniLM-L6 backbone truncated to its first k layers and fine-tuned end to end (the "
         "efficient baseline), not a separately pretrained compact model as in the paper. DAR: lambda "
         f"{DAR_WEIGHT}, margin 0.5 (AG News 0.3); difficulty labels by {FOLDS}-fold cross-prediction with "
@@ -294,13 +295,15 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
         "",
     ]
     for dataset, summary in summaries.items():
+        info = json.loads((out / dataset / "sweep.json").read_text())["info"]
         lines += [
             f"## {dataset}",
             "",
             f"![curves]({dataset}/sweep.png)",
             "",
             f"Standard baseline: accuracy {summary['standard']['accuracy']:.4f}, "
-            f"{summary['standard']['seconds_per_instance'] * 1000:.2f} ms per instance at batch 1.",
+            f"{summary['standard']['seconds_per_instance'] * 1000:.2f} ms per instance at batch 1. Timed on "
+            f"{info['timed_instances']} of the {info['instances']} evaluation instances.",
             "",
             "| curve | fastest setting | best accuracy at >= 2x | at >= 3x | at >= 4x | fastest within "
             "0.5 pt: speed-up (batch 1), throughput ratio (batch 32) |",
