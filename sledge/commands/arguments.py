@@ -1,6 +1,7 @@
 """Argument types of the sledge subcommands: bad values are refused by argparse, naming the option."""
 
 import argparse
+import math
 
 
 def positive_int(text: str) -> int:
@@ -31,6 +32,6 @@ def non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}") from None
-    if not value >= 0.0 or value == float("inf"):
+    if not math.isfinite(value) or value < 0.0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value:g}")
     return value

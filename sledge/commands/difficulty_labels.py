@@ -103,9 +103,8 @@ def label(
     for path in label_also or []:
         check_input_path(path, "--label-also")
     # The training run reads its development data with the same reader, so it needs labels too.
-    development = params.get("validation_data_path")
-    others = list(dict.fromkeys([*([development] if development else []), *(label_also or [])]))
-    others = [path for path in others if path != train_data]
+    wanted = dict.fromkeys([params.get("validation_data_path"), *(label_also or [])])
+    others = [path for path in wanted if path and path != train_data]
     start = time.perf_counter()
     correct: dict[str, dict[str, bool]] = {path: {} for path in [*others, train_data]}
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="sledge-difficulty-"))
