@@ -191,7 +191,8 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
         f"Machine: {bench.machine()}.",
         "",
         "Reproduce: `.venv/bin/python benchmarks/int8.py`. One `allennlp sweep` run per dataset measures "
-        "every model at fp32 and int8 (dynamic quantization of every linear layer), batch 1 and 32 "
+        "every model at fp32 and int8 (dynamic quantization of every linear layer, one scale per output "
+        "channel), batch 1 and 32 "
         "(median of "
         f"{args.repeats} repeats after a warm-up, every job interleaved, a seeded sample of "
         f"{args.timing_instances} evaluation instances; accuracy on all of them). Seeds: the configs' own "

@@ -5,13 +5,14 @@ server process, on AG News evaluation texts (the split of `run.py`), this machin
 (a) the standard model (threshold 1, dynamic batching); (b) sledge (`--sledge`: the MiniLM configs'
 detached model of benchmarks/heads.py, or the same with the LTE module of benchmarks/policies.py) at the
 lowest threshold within 0.5 points of the standard's accuracy, dynamic batching; (c) the same with
-layer-level continuous batching (the server's defaults); (d) the same with late rows first
-(`--deadline-ms 100`). The servers run side by side (an idle one waits on its
-empty queue). Each server's saturation throughput is measured first (a closed loop of 64 concurrent
-clients); then every load, from light to 2x the standard's saturation, is offered to each server in
-turn, so that configurations are compared minutes apart on this shared machine. Per run:
-throughput, p50/p95/p99 latency, and sent = answered + rejected, 5xx counted. Writes
-benchmarks/results/serving/ (results.json, report.md, latency.png, throughput.png).
+layer-level continuous batching (the server's defaults: late rows first while no more than one
+call's rows are in flight, `--deadline-ms 100`); (d) the same without (`--deadline-ms 0`). The
+servers run side by side (an idle one waits on its empty queue). Each server's saturation throughput
+is measured first (a closed loop of 64 concurrent clients); then every load, from light to 2x the
+standard's saturation, is offered to each server in turn, so that configurations are compared
+minutes apart on this shared machine. Per run: throughput, p50/p95/p99 latency, and
+sent = answered + rejected, 5xx counted. Writes benchmarks/results/serving/ (results.json,
+report.md, latency.png, throughput.png).
 
     .venv/bin/python benchmarks/serve_load.py [--seconds 20] [--loads 0.25 0.5 1 2] [--sledge sledge-lte]
 """
@@ -40,7 +41,7 @@ ROOT = bench.ROOT
 WORK = Path("runs/benchmarks/agnews")
 HEADS_SWEEP = Path("benchmarks/results/heads/agnews/sweep.json")
 POLICIES_SWEEP = Path("benchmarks/results/policies/agnews/sweep.json")
-LATE_FIRST = ["--deadline-ms", "100"]
+NO_DEADLINE = ["--deadline-ms", "0"]
 
 
 def texts() -> list[str]:
@@ -240,8 +241,10 @@ def report(results: dict, out: Path) -> None:
         "servers run side by side (an idle one waits on its empty queue) and each load is offered to each "
         "server in turn, so configurations are compared minutes apart.",
         "",
-        "Continuous batching (see the README): (c) has the server's defaults; in (d) the groups in flight "
-        "for 100 ms or longer are served first (`--deadline-ms 100`).",
+        "Continuous batching (see the README): (c) has the server's defaults (the groups in flight for "
+        "100 ms or longer are served first while no more than one call's rows are in flight, "
+        "`--deadline-ms 100`); (d) runs the layer with the most rows waiting at every load "
+        "(`--deadline-ms 0`).",
         "",
         f"Reproduce: `.venv/bin/python benchmarks/serve_load.py --seconds {results['seconds']} "
         f"--sledge {results['sledge']}`.",
@@ -318,7 +321,7 @@ def main() -> None:
         "(a) standard, threshold 1, dynamic": (WORK / "standard" / "model.tar.gz", "dynamic", None, []),
         "(b) sledge, dynamic": (archive, "dynamic", threshold, []),
         "(c) sledge, continuous": (archive, "continuous", threshold, []),
-        "(d) sledge, continuous, deadline 100 ms": (archive, "continuous", threshold, LATE_FIRST),
+        "(d) sledge, continuous, no deadline": (archive, "continuous", threshold, NO_DEADLINE),
     }
     results = {
         "seconds": args.seconds,

@@ -132,11 +132,13 @@ def test_a_group_passed_over_max_skips_times_runs_next():
     assert len(batcher) == 5  # and the last request's rows still wait for layer 0
 
 
-@pytest.mark.parametrize("deadline_ms,lone_ran_at", [(100.0, [2]), (0.0, [])])
-def test_groups_in_flight_past_the_deadline_are_served_first(deadline_ms, lone_ran_at):
+@pytest.mark.parametrize(
+    "deadline_ms,max_rows,lone_ran_at", [(100.0, 32, [2]), (0.0, 32, []), (100.0, 4, [])]
+)
+def test_late_groups_are_served_first_under_light_load(deadline_ms, max_rows, lone_ran_at):
     model = tiny_multi_exit(lte=True)
     now = [0.0]
-    batcher = LayerBatcher(model, ConfidencePolicy(0.0), max_rows=32, max_skips=100,
+    batcher = LayerBatcher(model, ConfidencePolicy(0.0), max_rows=max_rows, max_skips=100,
                            deadline_ms=deadline_ms, clock=lambda: now[0])
     calls, hook = layer_calls(model, 1)
     try:
@@ -157,6 +159,7 @@ def test_groups_in_flight_past_the_deadline_are_served_first(deadline_ms, lone_r
     # 100 ms: at t=0.05 the 4 new rows go first (nobody late); at t=0.12 the lone row has been in
     # flight 120 ms, so its layer runs although 4 rows wait for layer 0 (the new ones are not late).
     # 0 ms (the default): every group is always late, so the plain rule (most rows) keeps running layer 0.
+    # 100 ms with calls of 4 rows: 5 rows are in flight, more than one call takes, so the plain rule holds.
     assert ran_at == lone_ran_at
     assert calls == [1] * len(lone_ran_at)  # alone
 

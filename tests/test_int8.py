@@ -29,6 +29,9 @@ def test_every_linear_layer_is_quantized():
     quantized = [m for m in model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
     # 6 per layer, BERT's (unused) pooler, the 4 heads, the LTE module
     assert not linear and len(quantized) == 6 * 6 + 1 + 4 + 1
+    weight = model.exits[0].classifier.weight()  # one scale per output channel, not one per matrix
+    assert weight.qscheme() == torch.per_channel_affine
+    assert weight.q_per_channel_scales().numel() == weight.size(0) > 1
 
 
 @pytest.mark.parametrize("make", [ConfidencePolicy, LearnedPolicy, lambda _: PatiencePolicy(1)])

@@ -9,14 +9,15 @@ class ContinuousScheduler(Scheduler):
     Feeds `sledge.nn.LayerBatcher`: every cycle, the requests that arrived are embedded together and
     join the rows in flight (as long as fewer than 4 x `batch_size` rows are), then ONE layer runs for
     up to `batch_size` rows that need that same layer, whichever requests they came from (the layer
-    with the most rows waiting, unless a group was passed over too often; with `deadline_ms` > 0,
-    counting only the groups in flight that long when there are any: see `LayerBatcher`). A request is
-    answered as soon as its last row leaves; a new request never waits for an older batch to finish.
+    with the most rows waiting, unless a group was passed over too often; with `deadline_ms` > 0 and
+    at most `batch_size` rows in flight, counting only the groups in flight that long when there are
+    any: see `LayerBatcher`). A request is answered as soon as its last row leaves; a new request
+    never waits for an older batch to finish.
     A failure in a step fails the requests whose rows were in flight. In online mode the sampled rows
     also run, as shadow rows at threshold 1, to the last exit.
     """
 
-    def __init__(self, *args, deadline_ms: float = 0.0, **kwargs) -> None:
+    def __init__(self, *args, deadline_ms: float = 100.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.batcher = LayerBatcher(
             self.engine.core, self.engine.policy, max_rows=self.batch_size, deadline_ms=deadline_ms
