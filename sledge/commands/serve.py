@@ -13,7 +13,7 @@ from sledge.errors import SledgeError
 from sledge.files import check_input_path
 from sledge.nn import full_pass_views, simulate_exits
 from sledge.serving.budget import OnlineThreshold, choose, for_accuracy_drop, sweep_rows
-from sledge.serving.continuous import ContinuousScheduler
+from sledge.serving.continuous import DEADLINE_MS, ContinuousScheduler
 from sledge.serving.dynamic import DynamicScheduler
 from sledge.serving.engine import Engine
 from sledge.serving.metrics import ServingMetrics
@@ -49,7 +49,7 @@ class Serve(Subcommand):
         subparser.add_argument(
             "--deadline-ms",
             type=non_negative_float,
-            default=100.0,
+            default=DEADLINE_MS,
             help="continuous: rows in flight this long go first while at most --batch-size rows are in "
             "flight (0: off)",
         )

@@ -190,8 +190,9 @@ class LayerBatcher:
         if starved:
             return min(starved, key=lambda group: group.order).layer
         now = self.clock()
-        late = [group for group in self.groups if now - group.arrived >= self.deadline]
-        counted = late if late and len(self) <= self.max_rows else self.groups
+        light = len(self) <= self.max_rows
+        late = [group for group in self.groups if now - group.arrived >= self.deadline] if light else []
+        counted = late or self.groups
         waiting: dict[int, int] = {}
         for group in counted:
             waiting[group.layer] = waiting.get(group.layer, 0) + len(group)

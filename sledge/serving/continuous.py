@@ -3,6 +3,8 @@
 from sledge.nn import LayerBatcher
 from sledge.serving.scheduler import Job, Scheduler
 
+DEADLINE_MS = 100.0  # the server's default: see `LayerBatcher` and the README's serving results
+
 
 class ContinuousScheduler(Scheduler):
     """
@@ -17,7 +19,7 @@ class ContinuousScheduler(Scheduler):
     also run, as shadow rows at threshold 1, to the last exit.
     """
 
-    def __init__(self, *args, deadline_ms: float = 100.0, **kwargs) -> None:
+    def __init__(self, *args, deadline_ms: float = DEADLINE_MS, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.batcher = LayerBatcher(
             self.engine.core, self.engine.policy, max_rows=self.batch_size, deadline_ms=deadline_ms
