@@ -1,8 +1,9 @@
 """
 Early exit composed with int8 inference, with claims checked across training seeds.
 
-For SST-2 and AG News (the splits of `run.py`), MiniLM-L6: the sledge model (the MiniLM configs as they
-are, or --sledge-overrides) and the standard baseline are trained with 3 seeds each (AllenNLP's default
+For SST-2 and AG News (the splits of `run.py`), MiniLM-L6: the sledge model (by default the MiniLM
+configs' own, distilled with attention heads; `--sledge` picks another of heads.py's combinations) and
+the standard baseline are trained with 3 seeds each (AllenNLP's default
 seeds of the configs, and 1 and 2 for all three of its seeds); the efficient baselines keep one. ONE
 `allennlp sweep` per dataset measures every model at fp32 and with dynamic int8 quantization
 (`--precision fp32 int8`), batch 1 and batch 32, plus the plain HuggingFace inference of the standard
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import policies  # noqa: E402
 import run as bench  # noqa: E402
+from heads import COMBINATIONS  # noqa: E402
 from seeds import aggregate, claim  # noqa: E402
 
 ROOT = bench.ROOT
@@ -36,22 +38,22 @@ def seed_overrides(seed) -> dict:
     return {} if seed == "default" else {"random_seed": seed, "numpy_seed": seed, "pytorch_seed": seed}
 
 
-def names(seed) -> tuple[str, str]:
+def names(seed, sledge: str) -> tuple[str, str]:
     """Run folders of the sledge and standard models of a seed (the default seed's are shared)."""
     if seed == "default":
-        return "sledge-configs", "standard"
-    return f"sledge-configs-seed{seed}", f"standard-seed{seed}"
+        return sledge, "standard"
+    return f"{sledge}-seed{seed}", f"standard-seed{seed}"
 
 
 def train_all(data: dict, work: Path, args: argparse.Namespace) -> dict:
-    # the MiniLM configs' earlier model, as the committed results measured it: detached with linear
-    # heads, which every model policies.train trains starts from (run.BASE)
-    extra = json.loads(args.sledge_overrides)
+    # policies.train starts every model from run.BASE (detached, linear heads); the combination's
+    # overrides make it the one asked for
+    extra = {**COMBINATIONS[args.sledge], **json.loads(args.sledge_overrides)}
     trained = {
         name: policies.train(name, layers, data, work, {}, args.retrain) for name, layers in EFFICIENT.items()
     }
     for seed in SEEDS:
-        sledge, standard = names(seed)
+        sledge, standard = names(seed, args.sledge)
         trained[sledge] = policies.train(
             sledge, [0, 1, 3, 5], data, work, {**extra, **seed_overrides(seed)}, args.retrain
         )
@@ -67,7 +69,7 @@ def benchmark(dataset: str, data: dict, work: Path, out: Path, args: argparse.Na
     allennlp = str(bench.BIN / "allennlp")
     calibrated = {}
     for seed in SEEDS:
-        sledge = names(seed)[0]
+        sledge = names(seed, args.sledge)[0]
         calibrated[f"sledge-s{seed}"] = work / sledge / "calibrated.tar.gz"
         bench.run(
             [
@@ -82,7 +84,7 @@ def benchmark(dataset: str, data: dict, work: Path, out: Path, args: argparse.Na
         )
     first, *others = calibrated
     baselines = {
-        ("standard" if seed == "default" else f"standard-s{seed}"): work / names(seed)[1] / "model.tar.gz"
+        ("standard" if seed == "default" else f"standard-s{seed}"): work / names(seed, "")[1] / "model.tar.gz"
         for seed in SEEDS
     }
     baselines.update({name: work / name / "model.tar.gz" for name in EFFICIENT})
@@ -190,7 +192,9 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
         "",
         f"Machine: {bench.machine()}.",
         "",
-        "Reproduce: `.venv/bin/python benchmarks/int8.py`. One `allennlp sweep` run per dataset measures "
+        f"Reproduce: `.venv/bin/python benchmarks/int8.py --sledge {args.sledge}`. The sledge model: "
+        f"{args.sledge} (heads.py's combination, exits 0, 1, 3, 5). One `allennlp sweep` run per dataset "
+        "measures "
         "every model at fp32 and int8 (dynamic quantization of every linear layer, one scale per output "
         "channel), batch 1 and 32 "
         "(median of "
@@ -267,7 +271,11 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["sst2", "agnews"], choices=["sst2", "agnews"])
     parser.add_argument("--work", default="runs/benchmarks")
     parser.add_argument("--out", default="benchmarks/results/int8")
-    parser.add_argument("--sledge-overrides", default="{}", help="overrides of the sledge model (JSON)")
+    parser.add_argument(
+        "--sledge", default="distilled-attention", choices=list(COMBINATIONS),
+        help="the sledge model: a (strategy, exit head) combination of heads.py",
+    )
+    parser.add_argument("--sledge-overrides", default="{}", help="further overrides of it (JSON)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timing-instances", type=int, default=200)
     parser.add_argument("--retrain", action="store_true")
