@@ -19,8 +19,8 @@ from sledge.nn import (
 )
 
 
-def quantized_model() -> MultiExitClassifier:
-    return quantize_int8(tiny_multi_exit(lte=True))
+def quantized_model(head: str = "linear") -> MultiExitClassifier:
+    return quantize_int8(tiny_multi_exit(head=head, lte=True))
 
 
 def test_every_linear_layer_is_quantized():
@@ -34,9 +34,10 @@ def test_every_linear_layer_is_quantized():
     assert weight.q_per_channel_scales().numel() == weight.size(0) > 1
 
 
+@pytest.mark.parametrize("head", ["linear", "attention"])  # the attention head: the configs' default
 @pytest.mark.parametrize("make", [ConfidencePolicy, LearnedPolicy, lambda _: PatiencePolicy(1)])
-def test_int8_batched_exits_and_labels_equal_int8_batch_1(make):
-    model = quantized_model()
+def test_int8_batched_exits_and_labels_equal_int8_batch_1(make, head):
+    model = quantized_model(head)
     generator = torch.Generator().manual_seed(2)
     lengths = torch.randint(3, 20, (32,), generator=generator)
     mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
