@@ -83,10 +83,10 @@ def benchmark(dataset: str, data: dict, work: Path, out: Path, args: argparse.Na
             out / f"calibrate-{sledge}.log",
         )
     first, *others = calibrated
-    baselines = {
-        ("standard" if seed == "default" else f"standard-s{seed}"): work / names(seed, "")[1] / "model.tar.gz"
-        for seed in SEEDS
-    }
+    baselines = {}
+    for seed in SEEDS:
+        standard = names(seed, args.sledge)[1]
+        baselines["standard" if seed == "default" else f"standard-s{seed}"] = work / standard / "model.tar.gz"
     baselines.update({name: work / name / "model.tar.gz" for name in EFFICIENT})
     bench.run(
         [
