@@ -440,6 +440,7 @@ def test_calibrate_refuses_a_bad_batch_size(trained_run, tmp_path, capsys):
     ("--max-wait-ms", "-1", "argument --max-wait-ms: must be a finite number >= 0, got -1"),
     ("--deadline-ms", "nan", "argument --deadline-ms: must be a finite number >= 0, got nan"),
     ("--deadline-ms", "soon", "argument --deadline-ms: must be a finite number >= 0, got 'soon'"),
+    ("--max-skips", "0", "argument --max-skips: must be an integer >= 1, got 0"),
 ])
 def test_serve_refuses_a_bad_wait_naming_it(trained_run, capsys, option, value, message):
     with pytest.raises(SystemExit) as caught:  # refused by argparse, before the model is loaded

@@ -53,6 +53,12 @@ class Serve(Subcommand):
             help="continuous: rows in flight this long go first while at most --batch-size rows are in "
             "flight (0: off)",
         )
+        subparser.add_argument(
+            "--max-skips",
+            type=positive_int,
+            help="continuous: steps of other layers a group of rows may wait before it runs next (default: "
+            "the number of layers the model runs)",
+        )
         subparser.add_argument("--queue-size", type=positive_int, default=256, help="requests that may wait")
         subparser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="dynamic")
         subparser.add_argument(
@@ -137,7 +143,8 @@ def load(args: argparse.Namespace):
         f"sledge serve: {args.archive_file}, policy {engine.policy!r}, scheduler {args.scheduler}", flush=True
     )
     metrics = ServingMetrics(engine.layers)
-    options = {"deadline_ms": args.deadline_ms} if args.scheduler == "continuous" else {}
+    continuous = args.scheduler == "continuous"
+    options = {"deadline_ms": args.deadline_ms, "max_skips": args.max_skips} if continuous else {}
     scheduler = SCHEDULERS[args.scheduler](
         engine, args.batch_size, args.max_wait_ms, args.queue_size, metrics, online, **options
     )

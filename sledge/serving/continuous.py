@@ -19,10 +19,13 @@ class ContinuousScheduler(Scheduler):
     also run, as shadow rows at threshold 1, to the last exit.
     """
 
-    def __init__(self, *args, deadline_ms: float = DEADLINE_MS, **kwargs) -> None:
+    def __init__(
+        self, *args, deadline_ms: float = DEADLINE_MS, max_skips: int | None = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.batcher = LayerBatcher(
-            self.engine.core, self.engine.policy, max_rows=self.batch_size, deadline_ms=deadline_ms
+            self.engine.core, self.engine.policy, max_rows=self.batch_size, max_skips=max_skips,
+            deadline_ms=deadline_ms,
         )
         self.in_flight: dict[int, Job] = {}
         self.pending_shadow: dict[tuple[int, int], int] = {}  # (job, row) -> last exit's label
