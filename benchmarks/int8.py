@@ -45,6 +45,11 @@ def names(seed, sledge: str) -> tuple[str, str]:
     return f"{sledge}-seed{seed}", f"standard-seed{seed}"
 
 
+def standard_label(seed) -> str:
+    """The standard model's name in the sweep (its rows and the report)."""
+    return "standard" if seed == "default" else f"standard-s{seed}"
+
+
 def train_all(data: dict, work: Path, args: argparse.Namespace) -> dict:
     # policies.train starts every model from run.BASE (detached, linear heads); the combination's
     # overrides make it the one asked for
@@ -83,10 +88,7 @@ def benchmark(dataset: str, data: dict, work: Path, out: Path, args: argparse.Na
             out / f"calibrate-{sledge}.log",
         )
     first, *others = calibrated
-    baselines = {}
-    for seed in SEEDS:
-        standard = names(seed, args.sledge)[1]
-        baselines["standard" if seed == "default" else f"standard-s{seed}"] = work / standard / "model.tar.gz"
+    baselines = {standard_label(seed): work / names(seed, args.sledge)[1] / "model.tar.gz" for seed in SEEDS}
     baselines.update({name: work / name / "model.tar.gz" for name in EFFICIENT})
     bench.run(
         [
@@ -141,10 +143,8 @@ def summarise(dataset: str, out: Path) -> dict:
     }
     for precision in ("fp32", "int8"):
         suffix = "" if precision == "fp32" else " int8"
-        standards = [
-            by_name[("standard" if seed == "default" else f"standard-s{seed}") + suffix] for seed in SEEDS
-        ]
-        fp32_standards = [by_name["standard" if seed == "default" else f"standard-s{seed}"] for seed in SEEDS]
+        standards = [by_name[standard_label(seed) + suffix] for seed in SEEDS]
+        fp32_standards = [by_name[standard_label(seed)] for seed in SEEDS]
         curves = {
             str(seed): [
                 row for row in rows if row["kind"] == "sledge" and row["model"] == f"sledge-s{seed}{suffix}"
@@ -194,11 +194,9 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
         "",
         f"Reproduce: `.venv/bin/python benchmarks/int8.py --sledge {args.sledge}`. The sledge model: "
         f"{args.sledge} (heads.py's combination, exits 0, 1, 3, 5). One `allennlp sweep` run per dataset "
-        "measures "
-        "every model at fp32 and int8 (dynamic quantization of every linear layer, one scale per output "
-        "channel), batch 1 and 32 "
-        "(median of "
-        f"{args.repeats} repeats after a warm-up, every job interleaved, a seeded sample of "
+        "measures every model at fp32 and int8 (dynamic quantization of every linear layer, one scale per "
+        f"output channel), batch 1 and 32 (median of {args.repeats} repeats after a warm-up, every job "
+        "interleaved, a seeded sample of "
         f"{args.timing_instances} evaluation instances; accuracy on all of them). Seeds: the configs' own "
         "(random 13370, numpy 1337, torch 133) and 1 and 2. Speed-ups are against the fp32 standard model of "
         "the configs' seed, at batch 1 (throughput ratios at batch 32).",
