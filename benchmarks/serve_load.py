@@ -6,8 +6,8 @@ server process, on AG News evaluation texts (the split of `run.py`), this machin
 detached model of benchmarks/heads.py, or the same with the LTE module of benchmarks/policies.py) at the
 lowest threshold within 0.5 points of the standard's accuracy, dynamic batching; (c) the same with
 layer-level continuous batching (the server's defaults: late rows first while no more than one
-call's rows are in flight, `--deadline-ms 100`); (d) the same without (`--deadline-ms 0`); (e) the
-defaults with a shorter wait for a passed-over group (`--max-skips 2`, against the number of layers). The
+call's rows are in flight, `--deadline-ms 100`); (d) the same without (`--deadline-ms 0`). (The
+third run's (e), `--max-skips 2`, is in benchmarks/results/serving/max-skips.) The
 servers run side by side (an idle one waits on its empty queue). Each server's saturation throughput
 is measured first (a closed loop of 64 concurrent clients); then every load, from light to 2x the
 standard's saturation, is offered to each server in turn, so that configurations are compared
@@ -43,7 +43,7 @@ WORK = Path("runs/benchmarks/agnews")
 HEADS_SWEEP = Path("benchmarks/results/heads/agnews/sweep.json")
 POLICIES_SWEEP = Path("benchmarks/results/policies/agnews/sweep.json")
 NO_DEADLINE = ["--deadline-ms", "0"]
-SHORT_SKIPS = ["--max-skips", "2"]
+DEFAULT_LOADS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
 
 
 def texts() -> list[str]:
@@ -234,6 +234,12 @@ def plots(results: dict, out: Path) -> None:
         plt.close(figure)
 
 
+def loads_option(results: dict) -> str:
+    """` --loads ...` where the run offered other loads than the default's, else nothing."""
+    factors = sorted({run["load_factor"] for runs in results["runs"].values() for run in runs})
+    return "" if factors == DEFAULT_LOADS else " --loads " + " ".join(f"{factor:g}" for factor in factors)
+
+
 def report(results: dict, out: Path) -> None:
     lines = [
         "# Serving early exit: load test, AG News, this machine",
@@ -246,11 +252,11 @@ def report(results: dict, out: Path) -> None:
         "Continuous batching (see the README): (c) has the server's defaults (the groups in flight for "
         "100 ms or longer are served first while no more than one call's rows are in flight, "
         "`--deadline-ms 100`); (d) runs the layer with the most rows waiting at every load "
-        "(`--deadline-ms 0`); (e) has the defaults, but a group passed over for 2 steps of other layers "
-        "runs next (`--max-skips 2`; by default it waits as many steps as the model has layers).",
+        "(`--deadline-ms 0`). Both take, when more rows wait for a layer than one call takes, the oldest "
+        "row and the rows nearest its length.",
         "",
         f"Reproduce: `.venv/bin/python benchmarks/serve_load.py --seconds {results['seconds']} "
-        f"--sledge {results['sledge']}` (with `--out` for another folder).",
+        f"--sledge {results['sledge']}{loads_option(results)}` (with `--out` for another folder).",
         "",
         f"sledge: `runs/benchmarks/agnews/{results['sledge']}/calibrated.tar.gz`, the lowest calibrated "
         f"confidence threshold within 0.5 points of the standard in `{results['accuracy']['sweep']}`: "
@@ -301,7 +307,7 @@ def main() -> None:
         "--loads",
         type=float,
         nargs="+",
-        default=[0.25, 0.5, 0.75, 1.0, 1.5, 2.0],
+        default=DEFAULT_LOADS,
         help="offered loads, as multiples of the standard's saturation throughput",
     )
     parser.add_argument("--batch-size", type=int, default=32)
@@ -325,7 +331,6 @@ def main() -> None:
         "(b) sledge, dynamic": (archive, "dynamic", threshold, []),
         "(c) sledge, continuous": (archive, "continuous", threshold, []),
         "(d) sledge, continuous, no deadline": (archive, "continuous", threshold, NO_DEADLINE),
-        "(e) sledge, continuous, max skips 2": (archive, "continuous", threshold, SHORT_SKIPS),
     }
     results = {
         "seconds": args.seconds,

@@ -111,6 +111,27 @@ def test_rows_catch_up_and_share_a_deep_layer_call():
     assert calls == [7]  # layer 3 ran once, for the rows of both requests
 
 
+def test_a_full_call_takes_the_oldest_row_and_those_nearest_its_length():
+    model = tiny_multi_exit(lte=True)
+    batcher = LayerBatcher(model, ConfidencePolicy(0.0), max_rows=2, clock=lambda: 0.0)  # all leave at 0
+    shapes: list[tuple[int, int]] = []
+    hook = model.encoder.layer_modules()[0].register_forward_hook(
+        lambda _m, args, _o: shapes.append(tuple(args[0].shape[:2]))
+    )
+    try:
+        ids, mask = padded([torch.arange(5, 5 + n) for n in (5, 19, 6, 18)])
+        batcher.add(["a", "b", "c", "d"], ids, mask)
+        ids, mask = padded([torch.arange(5, 12)])
+        batcher.add(["e"], ids, mask)  # a later request, 7 tokens
+        order = [[item.key for item in batcher.step()] for _ in range(3)]
+    finally:
+        hook.remove()
+    # "a" (5 tokens) is the oldest row: it runs with "c" (6), not with its neighbour "b" (19) nor
+    # with "e" (7, further from 5); then "b" (19) is the oldest, with "d" (18); "e" last, alone.
+    assert order == [["a", "c"], ["b", "d"], ["e"]]
+    assert shapes == [(2, 6), (2, 19), (1, 7)]  # each call as wide as its longest row only
+
+
 def test_a_group_passed_over_max_skips_times_runs_next():
     model = tiny_multi_exit(lte=True)
     batcher = LayerBatcher(model, ConfidencePolicy(0.0), max_rows=32, max_skips=2, clock=lambda: 0.0)

@@ -4,9 +4,12 @@ Layer-level continuous batching: rows from different requests merge wherever the
 The batched runner (`early_exit`) runs one batch from embeddings to exits; rows that leave make it
 thinner, and a new request waits for the whole batch. `LayerBatcher` instead keeps groups of rows in
 flight, each at its own next layer: a request's rows start as one group before layer 0. Each `step`
-runs ONE layer for the rows that need that same layer, up to `max_rows` of them (oldest groups first),
-merged into one call whichever requests they came from and whenever they arrived; rows that leave at
-that layer's exit are returned at once, the rest stay together as one group. So a new request joins
+runs ONE layer for the rows that need that same layer, up to `max_rows` of them, merged into one call
+whichever requests they came from and whenever they arrived; rows that leave at that layer's exit are
+returned at once, the rest stay together as one group. When more rows wait for the layer than one
+call takes, the call takes the oldest row and the rows nearest its length: a call is as wide as its
+longest row, and on AG News a random 32 rows are half padding (their mean length is 53% of their
+longest), which costs as much as real tokens. So a new request joins
 the moment it is added, and a thin group of deep rows is joined by the rows catching up with it.
 
 Which layer runs: the one with the most rows waiting for it (counting at most `max_rows`; among
@@ -159,17 +162,7 @@ class LayerBatcher:
         if not self.groups:
             return []
         layer = self._choose()
-        taken, room = [], self.max_rows
-        for group in sorted((g for g in self.groups if g.layer == layer), key=lambda g: g.order):
-            if room == 0:
-                break
-            self.groups.remove(group)
-            if len(group) > room:  # the rest of it waits for the next call of this layer
-                rows = torch.arange(len(group))
-                self.groups.append(group.select(rows[room:]))
-                group = group.select(rows[:room])
-            taken.append(group)
-            room -= len(group)
+        taken = self._pack(layer)
         for group in self.groups:
             group.skipped += 1
         group = _merge(taken)
@@ -183,6 +176,31 @@ class LayerBatcher:
         if kept is not None:
             self.groups.append(kept)
         return finished
+
+    def _pack(self, layer: int) -> list[_Group]:
+        """
+        Take the rows of one call of `layer` out of their groups: all of them if they fit in
+        `max_rows`, else the oldest row and the rows nearest its length (then the older first).
+        """
+        candidates = sorted((g for g in self.groups if g.layer == layer), key=lambda g: g.order)
+        rows = [(c, r) for c, group in enumerate(candidates) for r in range(len(group))]
+        if len(rows) > self.max_rows:  # similar lengths: little padding in the call
+            lengths = [group.attention.sum(dim=1).tolist() for group in candidates]
+            target = lengths[0][0]
+            nearest = sorted(rows[1:], key=lambda row: (abs(lengths[row[0]][row[1]] - target), row))
+            rows = [rows[0], *nearest[: self.max_rows - 1]]
+        taken = []
+        for c, group in enumerate(candidates):
+            picked = sorted(r for g, r in rows if g == c)
+            if not picked:
+                continue
+            self.groups.remove(group)
+            if len(picked) < len(group):  # the rest of it waits for another call of this layer
+                rest = sorted(set(range(len(group))) - set(picked))
+                self.groups.append(group.select(torch.tensor(rest)))
+                group = group.select(torch.tensor(picked))
+            taken.append(group)
+        return taken
 
     def _choose(self) -> int:
         """The next layer: a starved group's, else the one with the most (late) rows, the deeper of equals."""

@@ -10,7 +10,8 @@ class ContinuousScheduler(Scheduler):
     """
     Feeds `sledge.nn.LayerBatcher`: every cycle, the requests that arrived are embedded together and
     join the rows in flight (as long as fewer than 4 x `batch_size` rows are), then ONE layer runs for
-    up to `batch_size` rows that need that same layer, whichever requests they came from (the layer
+    up to `batch_size` rows that need that same layer, whichever requests they came from (when more
+    wait, the oldest row and the rows nearest its length, so that calls carry little padding; the layer
     with the most rows waiting, unless a group was passed over too often; with `deadline_ms` > 0 and
     at most `batch_size` rows in flight, counting only the groups in flight that long when there are
     any: see `LayerBatcher`). A request is answered as soon as its last row leaves; a new request
