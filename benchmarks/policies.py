@@ -11,6 +11,8 @@ r; the layer-wise Pearson of each exit (BERxiT's Figure 6). Writes benchmarks/re
 
     .venv/bin/python benchmarks/policies.py                     # everything (about 3 h on 2 cores)
     .venv/bin/python benchmarks/policies.py --datasets stsb
+    .venv/bin/python benchmarks/policies.py --datasets stsb --sledge distilled-attention-lte \
+        --out benchmarks/results/policies-distilled-attention --timing-instances 200  # STS-B config's pair
     .venv/bin/python benchmarks/policies.py --report-only       # the report from the results there
 
 The single-exit baselines of SST-2 and AG News are `run.py`'s (`runs/benchmarks/<dataset>/`), trained
@@ -29,8 +31,19 @@ import run as bench  # noqa: E402  (benchmarks/run.py: data splits, training, ti
 
 ROOT = bench.ROOT
 BASELINES = {"standard": [5], "efficient-0": [0], "efficient-1": [1], "efficient-3": [3]}
+LTE = {"model.learn_to_exit": True}
+SLEDGE_RECIPES = {  # the sledge model (`--sledge`) and its overrides of run.BASE (detached, linear heads)
+    "sledge-lte": LTE,
+    "distilled-attention-lte": {
+        **LTE, "model.training_strategy": {"type": "distilled"}, "model.exit_head": {"type": "attention"}
+    },
+}
+RECIPE_NOTES = {
+    "sledge-lte": "the `detached` strategy with linear heads (the MiniLM configs' pair when this ran)",
+    "distilled-attention-lte": "the `distilled` strategy with attention heads (the MiniLM classification "
+    "configs' pair)",
+}
 SLEDGE = "sledge-lte"
-LTE = {"model.learn_to_exit": True}  # on run.BASE: detached, linear heads
 CLASSIFICATION_POLICIES = [
     "confidence",
     '{"type": "confidence", "calibrated": false}',
@@ -38,7 +51,15 @@ CLASSIFICATION_POLICIES = [
     "patience",
     "learned",
 ]
-REGRESSION_POLICIES = ["learned", "patience", '{"type": "patience", "tolerance": 0.25}']
+# The LTE module's certainties bunch (between 0.6 and 0.7 for the detached-linear model, 0.45 and 0.6 on
+# STS-B dev for the distilled-attention one): a fine grid there.
+LEARNED_GRID = [0.0, *(round(0.45 + 0.01 * i, 2) for i in range(16)), 0.62, 0.64, 0.66, 0.68, 0.7, 1.0]
+REGRESSION_POLICIES = [
+    "learned:" + ",".join(f"{value:g}" for value in LEARNED_GRID),
+    "patience",
+    '{"type": "patience", "tolerance": 0.25}',
+]
+TIMING_INSTANCES = 300
 TOLERANCE = {"sst2": 0.005, "agnews": 0.005, "stsb": 0.01}  # "within 0.5 points" (1 Pearson point)
 
 
@@ -114,12 +135,13 @@ def benchmark(dataset: str, data: dict, work: Path, out: Path, args: argparse.Na
     out.mkdir(parents=True, exist_ok=True)
     regression = dataset == "stsb"
     trained = {name: train(name, layers, data, work, {}, args.retrain) for name, layers in BASELINES.items()}
-    trained[SLEDGE] = train(SLEDGE, [0, 1, 3, 5], data, work, LTE, args.retrain)
+    sledge = args.sledge
+    trained[sledge] = train(sledge, [0, 1, 3, 5], data, work, SLEDGE_RECIPES[sledge], args.retrain)
     (out / "trained.json").write_text(json.dumps(trained, indent=2))
     allennlp = str(bench.BIN / "allennlp")
-    model = work / SLEDGE / "model.tar.gz"
+    model = work / sledge / "model.tar.gz"
     if not regression:
-        calibrated = work / SLEDGE / "calibrated.tar.gz"
+        calibrated = work / sledge / "calibrated.tar.gz"
         bench.run(
             [allennlp, "calibrate", str(model), data["dev"], "--output-file", str(calibrated)],
             out / "calibrate.log",
@@ -181,6 +203,7 @@ def summarise(dataset: str, out: Path) -> dict:
             "instances_per_second": standard["instances_per_second"],
         },
         "policies": policies,
+        "sledge": next(name for name in trained if name not in BASELINES),
         # run.py's records (the SST-2 and AG News baselines) hold the single exit's test_accuracy only
         "exits": {
             name: record.get("test_metrics", {"accuracy": record.get("test_accuracy")})
@@ -236,7 +259,7 @@ def layerwise_plot(summary: dict, out: Path) -> None:
     figure, axes = plt.subplots(figsize=(6.0, 4.2), dpi=120)
     axes.plot(
         [k + 1 for k in layers],
-        [exits[SLEDGE][f"pearson_layer_{k}"] for k in layers],
+        [exits[summary["sledge"]][f"pearson_layer_{k}"] for k in layers],
         "o-",
         label="sledge (LTE) exits, one model",
     )
@@ -258,16 +281,21 @@ def layerwise_plot(summary: dict, out: Path) -> None:
 
 
 def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> None:
+    (sledge,) = {summary["sledge"] for summary in summaries.values()}  # one recipe per results folder
+    recipe = RECIPE_NOTES[sledge]
+    options = "" if sledge == SLEDGE else f" --datasets {' '.join(summaries)} --sledge {sledge} --out {out}"
+    if args.timing_instances != TIMING_INSTANCES:
+        options += f" --timing-instances {args.timing_instances}"
     lines = [
         "# Exit policies on real data: MiniLM-L6, this machine",
         "",
         f"Machine: {bench.machine()}.",
         "",
-        "Reproduce: `.venv/bin/python benchmarks/policies.py` (timing: median of "
+        f"Reproduce: `.venv/bin/python benchmarks/policies.py{options}` (timing: median of "
         f"{args.repeats} repeats after a warm-up, every setting and baseline interleaved in one "
         f"`allennlp sweep` run, on a seeded sample of {args.timing_instances} evaluation instances, batch 1 "
         "and batch 32; the metric on all of them). sledge here is one model per dataset trained with the "
-        "learning-to-exit module (`model.learn_to_exit: true`) and the MiniLM configs' `detached` strategy; "
+        f"learning-to-exit module (`model.learn_to_exit: true`) and {recipe}; "
         "every policy runs on that same model. 'Within' is the fastest setting (lowest measured batch-1 "
         "time) whose score is at most 0.5 points (STS-B: 1 Pearson point) below the standard baseline's.",
         "",
@@ -300,7 +328,7 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
                     f"{within[metric]:.4f} | {within['average_exit_layer']:.2f} | "
                     f"**{within['speedup_batch1']:.2f}x** | {within['speedup_batched']:.2f}x |"
                 )
-        exits = summary["exits"][SLEDGE]
+        exits = summary["exits"][summary["sledge"]]
         if metric == "accuracy":
             per_exit = " / ".join(f"{exits[f'accuracy_layer_{k}']:.4f}" for k in (0, 1, 3, 5))
             lines += ["", f"The LTE model's test accuracy by exit 0 / 1 / 3 / 5: {per_exit}."]
@@ -360,8 +388,11 @@ def main() -> None:
     parser.add_argument("--work", default="runs/benchmarks", help="where models are trained")
     parser.add_argument("--out", default="benchmarks/results/policies", help="where results are written")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--timing-instances", type=int, default=300)
+    parser.add_argument("--timing-instances", type=int, default=TIMING_INSTANCES)
     parser.add_argument("--retrain", action="store_true", help="train again even if a model exists")
+    parser.add_argument(
+        "--sledge", choices=list(SLEDGE_RECIPES), default=SLEDGE, help="the sledge model's training recipe"
+    )
     parser.add_argument("--train-only", action="store_true", help="train the models, sweep nothing")
     parser.add_argument(
         "--report-only", action="store_true", help="summaries and report from the results there"
@@ -374,7 +405,8 @@ def main() -> None:
         if args.train_only:
             for name, layers in BASELINES.items():
                 train(name, layers, data[dataset], work / dataset, {}, args.retrain)
-            train(SLEDGE, [0, 1, 3, 5], data[dataset], work / dataset, LTE, args.retrain)
+            train(args.sledge, [0, 1, 3, 5], data[dataset], work / dataset, SLEDGE_RECIPES[args.sledge],
+                  args.retrain)
         elif not args.report_only:
             benchmark(dataset, data[dataset], work, out, args)
     if args.train_only:

@@ -64,14 +64,21 @@ def test_the_baselines_come_from_the_same_file_by_override(layers, tiny_24_layer
     assert model.core.layer_indices == layers
 
 
+MINILM = {  # the MiniLM configs that differ from the default pair
+    "sick_minilm": ({"type": "detached"}, "linear"),
+    "sst2_minilm": ({"type": "distilled", "backbone_gradient": 0.3}, "attention"),
+}
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.stem)
 def test_the_paper_configs_train_jointly_and_the_minilm_ones_distilled_or_detached(path):
     raw = Params.from_file(str(path)).as_dict()
     if path.stem.endswith("_minilm"):
-        # classification: self-distillation into attention heads; regression keeps detached linear heads
-        expected = ("detached", "linear") if raw["model"].get("regression") else ("distilled", "attention")
-        assert raw["model"]["training_strategy"] == {"type": expected[0]}
-        assert raw["model"]["exit_head"] == {"type": expected[1]}
+        # self-distillation into attention heads, measured on SST-2, AG News and STS-B; SICK (not
+        # measured) keeps detached linear heads; SST-2 lets 30% of the earlier exits' gradient through
+        strategy, head = MINILM.get(path.stem, ({"type": "distilled"}, "attention"))
+        assert raw["model"]["training_strategy"] == strategy
+        assert raw["model"]["exit_head"] == {"type": head}
         assert raw["trainer"]["optimizer"]["early_exit_lr"] == pytest.approx(1e-3)
     else:
         assert raw["model"]["training_strategy"] == {"type": "joint"}
