@@ -183,22 +183,25 @@ class LayerBatcher:
         `max_rows`, else the oldest row and the rows nearest its length (then the older first).
         """
         candidates = sorted((g for g in self.groups if g.layer == layer), key=lambda g: g.order)
-        rows = [(c, r) for c, group in enumerate(candidates) for r in range(len(group))]
-        if len(rows) > self.max_rows:  # similar lengths: little padding in the call
+        picked = [list(range(len(group))) for group in candidates]  # each group's rows in the call
+        if sum(map(len, picked)) > self.max_rows:  # similar lengths: little padding in the call
             lengths = [group.attention.sum(dim=1).tolist() for group in candidates]
             target = lengths[0][0]
+            rows = [(c, r) for c, group_rows in enumerate(picked) for r in group_rows]
             nearest = sorted(rows[1:], key=lambda row: (abs(lengths[row[0]][row[1]] - target), row))
-            rows = [rows[0], *nearest[: self.max_rows - 1]]
+            picked = [[] for _ in candidates]
+            for c, r in sorted([rows[0], *nearest[: self.max_rows - 1]]):
+                picked[c].append(r)
         taken = []
-        for c, group in enumerate(candidates):
-            picked = sorted(r for g, r in rows if g == c)
-            if not picked:
+        for group, rows in zip(candidates, picked):
+            if not rows:
                 continue
             self.groups.remove(group)
-            if len(picked) < len(group):  # the rest of it waits for another call of this layer
-                rest = sorted(set(range(len(group))) - set(picked))
+            if len(rows) < len(group):  # the rest of it waits for another call of this layer
+                chosen = set(rows)
+                rest = [r for r in range(len(group)) if r not in chosen]
                 self.groups.append(group.select(torch.tensor(rest)))
-                group = group.select(torch.tensor(picked))
+                group = group.select(torch.tensor(rows))
             taken.append(group)
         return taken
 
