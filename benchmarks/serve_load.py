@@ -5,17 +5,21 @@ server process, on AG News evaluation texts (the split of `run.py`), this machin
 (a) the standard model (threshold 1, dynamic batching); (b) sledge (`--sledge`: the MiniLM configs'
 detached model of benchmarks/heads.py, or the same with the LTE module of benchmarks/policies.py) at the
 lowest threshold within 0.5 points of the standard's accuracy, dynamic batching; (c) the same with
-layer-level continuous batching (the server's defaults: late rows first while no more than one
-call's rows are in flight, `--deadline-ms 100`); (d) the same without (`--deadline-ms 0`). (The
-third run's (e), `--max-skips 2`, is in benchmarks/results/serving/max-skips.) The
-servers run side by side (an idle one waits on its empty queue). Each server's saturation throughput
-is measured first (a closed loop of 64 concurrent clients); then every load, from light to 2x the
-standard's saturation, is offered to each server in turn, so that configurations are compared
-minutes apart on this shared machine. Per run: throughput, p50/p95/p99 latency, and
-sent = answered + rejected, 5xx counted. Writes benchmarks/results/serving/ (results.json,
-report.md, latency.png, throughput.png).
+layer-level continuous batching (the server's defaults: in effect the oldest group's layer first,
+`--max-skips 1`; late rows first while no more than one call's rows are in flight, `--deadline-ms
+100`); (d) the layer with the most rows waiting first, so that rows catch up (`--deadline-ms 0
+--max-skips 6`); and with `--variant OPTIONS`, (e), (f), ...: more continuous servers with those
+options of `allennlp serve`. The servers run side by side (an idle one waits on its empty queue).
+Each server's saturation throughput is measured first (a closed loop of 64 concurrent clients);
+then every load, from light to 4x the standard's saturation (above every sledge server's), is offered
+to each server in turn, so that configurations are compared minutes apart on this shared machine.
+Per run: throughput, p50/p95/p99 latency (from each request's scheduled arrival), sent = answered +
+rejected, 5xx counted, how late the generator sent requests, and the cores the server and the
+generator used. Writes
+benchmarks/results/serving/ (results.json, report.md, latency.png, throughput.png).
 
     .venv/bin/python benchmarks/serve_load.py [--seconds 20] [--loads 0.25 0.5 1 2] [--sledge sledge-lte]
+        [--variant '--max-skips 1']
 """
 
 import argparse
@@ -42,8 +46,8 @@ ROOT = bench.ROOT
 WORK = Path("runs/benchmarks/agnews")
 HEADS_SWEEP = Path("benchmarks/results/heads/agnews/sweep.json")
 POLICIES_SWEEP = Path("benchmarks/results/policies/agnews/sweep.json")
-NO_DEADLINE = ["--deadline-ms", "0"]
-DEFAULT_LOADS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+CATCH_UP = ["--deadline-ms", "0", "--max-skips", "6"]
+DEFAULT_LOADS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]
 
 
 def texts() -> list[str]:
@@ -127,62 +131,124 @@ class Server:
         return code
 
 
+class Client:
+    """
+    The load generator's HTTP/1.1 client: keep-alive connections, the last freed reused first, O(1) per
+    request. (httpx 0.28's pool, httpcore 1.0, walks its connections for every queued request and every
+    release: with hundreds of requests pending under overload the generator itself fell behind, sending
+    late and slowly, so that the server's queue never filled; the runs before this client used it.)
+    """
+
+    def __init__(self, url: str, timeout: float = 120.0) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port, self.timeout = host, int(port), timeout
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, path: str, payload: dict) -> int:
+        """POST JSON; the response's status (its body is read and dropped). A kept-alive connection the
+        server closed meanwhile is replaced once; no answer within `timeout` seconds raises TimeoutError."""
+        body = json.dumps(payload).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        reused = bool(self.idle)
+        reader, writer = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(head + body)
+            response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.timeout)
+        except (OSError, asyncio.IncompleteReadError) as error:  # TimeoutError is an OSError
+            writer.close()
+            if reused and not isinstance(error, TimeoutError):
+                return await self.post(path, payload)
+            raise
+        lines = response.decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(":", 1) for line in lines[1:] if ":" in line)
+        await reader.readexactly(int(headers.get("content-length", "0")))
+        if headers.get("connection", "").strip() == "close":
+            writer.close()
+        else:
+            self.idle.append((reader, writer))
+        return int(lines[0].split()[1])
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
 async def open_loop(url: str, pool: list[str], rate: float, seconds: float, seed: int) -> dict:
-    """Poisson arrivals at `rate` per second for `seconds`; every request is awaited to its end."""
+    """
+    Poisson arrivals at `rate` per second for `seconds`; every request is awaited to its end. Latency
+    counts from the request's scheduled arrival, so a generator that falls behind adds to it rather than
+    hiding it; how late requests were sent is reported (`send_lag_*`).
+    """
     rng = random.Random(seed)
     results: list[tuple[int, float]] = []
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+    lags: list[float] = []
+    client = Client(url)
 
-        async def one(text: str) -> None:
-            start = time.perf_counter()
-            try:
-                response = await client.post(f"{url}/predict", json={"sentence": text})
-                results.append((response.status_code, time.perf_counter() - start))
-            except httpx.TransportError:
-                results.append((-1, time.perf_counter() - start))
+    async def one(text: str, scheduled: float) -> None:
+        lags.append(time.perf_counter() - scheduled)
+        try:
+            status = await client.post("/predict", {"sentence": text})
+        except (OSError, asyncio.IncompleteReadError):
+            status = -1
+        results.append((status, time.perf_counter() - scheduled))
 
-        tasks, start, at = [], time.perf_counter(), 0.0
-        while at < seconds:
-            at += rng.expovariate(rate)
-            delay = start + at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(rng.choice(pool))))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - start
-    return summary(results, len(tasks), elapsed, rate)
+    tasks, start, at = [], time.perf_counter(), 0.0
+    while at < seconds:
+        at += rng.expovariate(rate)
+        delay = start + at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(rng.choice(pool), start + at)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    client.close()
+    lags.sort()
+    return {
+        **summary(results, len(tasks), elapsed, rate),
+        "send_lag_p50_ms": lags[len(lags) // 2] * 1000,
+        "send_lag_max_ms": lags[-1] * 1000,
+    }
 
 
-async def closed_loop(url: str, pool: list[str], clients: int, seconds: float) -> float:
-    """Saturation: `clients` clients each sending the next request when the last is answered; answers/s."""
+async def closed_loop(url: str, pool: list[str], clients: int, seconds: float) -> tuple[int, float]:
+    """Saturation: `clients` clients each sending the next request when the last is answered; the requests
+    answered (200) and the seconds it took."""
     done = 0
-    async with httpx.AsyncClient(timeout=120) as client:
-        stop = time.perf_counter() + seconds
+    client = Client(url)
+    stop = time.perf_counter() + seconds
 
-        async def worker(seed: int) -> None:
-            nonlocal done
-            rng = random.Random(seed)
-            while time.perf_counter() < stop:
-                response = await client.post(f"{url}/predict", json={"sentence": rng.choice(pool)})
-                done += response.status_code == 200
+    async def worker(seed: int) -> None:
+        nonlocal done
+        rng = random.Random(seed)
+        while time.perf_counter() < stop:
+            status = await client.post("/predict", {"sentence": rng.choice(pool)})
+            done += status == 200  # after the await: `done += await ...` would read `done` before it
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(clients)))
-        return done / (time.perf_counter() - start)
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    client.close()
+    return done, time.perf_counter() - start
+
+
+def measured(server: "Server", loop) -> tuple[object, dict]:
+    """Run the coroutine `loop`; its result and the cores the server and the load generator used meanwhile."""
+    before, server_before, start = os.times(), server.cpu_seconds(), time.perf_counter()
+    result = asyncio.run(loop)
+    after, server_after, elapsed = os.times(), server.cpu_seconds(), time.perf_counter() - start
+    return result, {
+        "generator_cores": (after.user + after.system - before.user - before.system) / elapsed,
+        "server_cores": (server_after - server_before) / elapsed,
+    }
 
 
 def saturation(server: "Server", pool: list[str], seconds: float, clients: int = 64) -> dict:
     """A server's saturation throughput (closed loop) and the cores the server and the generator used."""
-    before, server_before, start = os.times(), server.cpu_seconds(), time.perf_counter()
-    answered = asyncio.run(closed_loop(server.url, pool, clients, seconds))
-    after, server_after, elapsed = os.times(), server.cpu_seconds(), time.perf_counter() - start
-    return {
-        "clients": clients,
-        "answered_per_second": answered,
-        "generator_cores": (after.user + after.system - before.user - before.system) / elapsed,
-        "server_cores": (server_after - server_before) / elapsed,
-    }
+    (answered, elapsed), cores = measured(server, closed_loop(server.url, pool, clients, seconds))
+    return {"clients": clients, "answered_per_second": answered / elapsed, **cores}
 
 
 def summary(results: list[tuple[int, float]], sent: int, elapsed: float, rate: float) -> dict:
@@ -234,29 +300,40 @@ def plots(results: dict, out: Path) -> None:
         plt.close(figure)
 
 
-def loads_option(results: dict) -> str:
-    """` --loads ...` where the run offered other loads than the default's, else nothing."""
+def options(results: dict) -> str:
+    """The command's options that differ from the defaults: ` --loads ...` and each ` --variant '...'`."""
     factors = sorted({run["load_factor"] for runs in results["runs"].values() for run in runs})
-    return "" if factors == DEFAULT_LOADS else " --loads " + " ".join(f"{factor:g}" for factor in factors)
+    loads = "" if factors == DEFAULT_LOADS else " --loads " + " ".join(f"{factor:g}" for factor in factors)
+    return loads + "".join(f" --variant '{variant}'" for variant in results.get("variants", []))
+
+
+def variant_label(index: int, options: str) -> str:
+    return f"({chr(ord('e') + index)}) sledge, continuous, {options}"
 
 
 def report(results: dict, out: Path) -> None:
     lines = [
         "# Serving early exit: load test, AG News, this machine",
         "",
-        f"Machine: {bench.machine()}. The load generator (httpx, asyncio) runs on the same 2 cores as the "
-        "server, so absolute figures include its cost; every configuration is measured the same way. The "
+        f"Machine: {bench.machine()}. The load generator (asyncio, a keep-alive HTTP/1.1 client of its own; "
+        "see `Client`) runs on the same 2 cores as the server, so absolute figures include its cost; every "
+        "configuration is measured the same way. The "
         "servers run side by side (an idle one waits on its empty queue) and each load is offered to each "
         "server in turn, so configurations are compared minutes apart.",
         "",
-        "Continuous batching (see the README): (c) has the server's defaults (the groups in flight for "
-        "100 ms or longer are served first while no more than one call's rows are in flight, "
-        "`--deadline-ms 100`); (d) runs the layer with the most rows waiting at every load "
-        "(`--deadline-ms 0`). Both take, when more rows wait for a layer than one call takes, the oldest "
-        "row and the rows nearest its length.",
+        "Continuous batching (see the README): (c) has the server's defaults (a group passed over once "
+        "runs next, `--max-skips 1`, so in effect the oldest group's layer runs next; the groups in flight "
+        "for 100 ms or longer first while no more than one call's rows are in flight, `--deadline-ms 100`); "
+        "(d) runs the layer with the most rows waiting, so that shallow rows catch up with deep ones, and a "
+        "group passed over 6 times next (`--deadline-ms 0 --max-skips 6`). Both take, when more rows "
+        "wait for a layer than one call takes, the oldest row and the rows nearest its length."
+        + "".join(
+            f" {variant_label(i, v).partition(' ')[0]} is (c) with `{v}`."
+            for i, v in enumerate(results.get("variants", []))
+        ),
         "",
         f"Reproduce: `.venv/bin/python benchmarks/serve_load.py --seconds {results['seconds']} "
-        f"--sledge {results['sledge']}{loads_option(results)}` (with `--out` for another folder).",
+        f"--sledge {results['sledge']}{options(results)}` (with `--out` for another folder).",
         "",
         f"sledge: `runs/benchmarks/agnews/{results['sledge']}/calibrated.tar.gz`, the lowest calibrated "
         f"confidence threshold within 0.5 points of the standard in `{results['accuracy']['sweep']}`: "
@@ -277,13 +354,15 @@ def report(results: dict, out: Path) -> None:
             for config, sat in results["saturation"].items()
         ),
         "",
-        "Open loop (Poisson arrivals at a multiple of the standard's saturation):",
+        "Open loop (Poisson arrivals at a multiple of the standard's saturation). Latency counts from each "
+        "request's scheduled arrival; send lag: how late the generator sent it (median / most); cores: "
+        "the CPU the server and the generator used per second of the run:",
         "",
         "![latency](latency.png) ![throughput](throughput.png)",
         "",
         "| configuration | offered/s | answered/s | p50 ms | p95 ms | p99 ms | sent | answered | rejected "
-        "| 5xx |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| 5xx | send lag ms | server / generator cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for config, runs in results["runs"].items():
         for run in runs:
@@ -291,8 +370,9 @@ def report(results: dict, out: Path) -> None:
             lines.append(
                 f"| {config} | {run['offered_per_second']:.1f} | {run['throughput_per_second']:.1f} | "
                 + " | ".join(cells)
-                + f" | {run['sent']} | {run['answered']} | {run['rejected']} | "
-                f"{run['server_errors']} |"
+                + f" | {run['sent']} | {run['answered']} | {run['rejected']} | {run['server_errors']} | "
+                f"{run['send_lag_p50_ms']:.1f} / {run['send_lag_max_ms']:.0f} | "
+                f"{run['server_cores']:.2f} / {run['generator_cores']:.2f} |"
             )
     lines.append("")
     (out / "report.md").write_text("\n".join(lines))
@@ -317,6 +397,14 @@ def main() -> None:
         help="the sledge model's folder under runs/benchmarks/agnews (calibrated.tar.gz): detached-linear "
         "(benchmarks/heads.py, threshold from its sweep) or sledge-lte (benchmarks/policies.py, likewise)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="OPTIONS",
+        help="one more sledge server, continuous, with these options of allennlp serve (e.g. "
+        "'--max-skips 1'); repeatable",
+    )
     parser.add_argument("--out", default="benchmarks/results/serving")
     args = parser.parse_args()
     os.chdir(ROOT)
@@ -330,13 +418,18 @@ def main() -> None:
         "(a) standard, threshold 1, dynamic": (WORK / "standard" / "model.tar.gz", "dynamic", None, []),
         "(b) sledge, dynamic": (archive, "dynamic", threshold, []),
         "(c) sledge, continuous": (archive, "continuous", threshold, []),
-        "(d) sledge, continuous, no deadline": (archive, "continuous", threshold, NO_DEADLINE),
+        "(d) sledge, continuous, catch-up rule": (archive, "continuous", threshold, CATCH_UP),
+        **{
+            variant_label(i, variant): (archive, "continuous", threshold, variant.split())
+            for i, variant in enumerate(args.variant)
+        },
     }
     results = {
         "seconds": args.seconds,
         "sledge": args.sledge,
         "threshold": threshold,
         "accuracy": accuracy,
+        "variants": args.variant,
         "saturation": {},
         "runs": {},
     }
@@ -351,10 +444,9 @@ def main() -> None:
         results["standard_saturation"] = standard  # it sets the offered loads of every server
         for factor in args.loads:
             for config, server in servers.items():
-                run = asyncio.run(
-                    open_loop(server.url, pool, factor * standard, args.seconds, seed=int(factor * 100))
-                )
-                run["load_factor"] = factor
+                offered = open_loop(server.url, pool, factor * standard, args.seconds, int(factor * 100))
+                run, cores = measured(server, offered)
+                run.update(cores, load_factor=factor)
                 print(config, json.dumps(run), flush=True)
                 results["runs"].setdefault(config, []).append(run)
     finally:

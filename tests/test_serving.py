@@ -186,8 +186,10 @@ def test_the_server_tokenizes_every_text_exactly_as_the_reader_does(archive):
         assert (got.ids, got.type_ids) == (want["input_ids"], want["token_type_ids"])
 
 
-def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered(archive):
-    gate = threading.Event()
+def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered(archive, monkeypatch):
+    gate, encoded = threading.Event(), []
+    encode = Engine.encode
+    monkeypatch.setattr(Engine, "encode", lambda self, instance: encoded.append(1) or encode(self, instance))
     with TestClient(app_of(archive, queue_size=2, batch_size=1, wait=gate)) as client:
         ready(client)
         with ThreadPoolExecutor(8) as pool:
@@ -196,13 +198,17 @@ def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered
             ]
             time.sleep(1.0)
             done_early = [f.result() for f in futures if f.done()]
+            # while the queue is full a request is turned away before its text is tokenized
+            tokenized = len(encoded)
+            assert client.post("/predict", json={"sentence": SENTENCES[0]}).status_code == 503
+            assert len(encoded) == tokenized
             gate.set()
             responses = [f.result() for f in futures]
         statuses = sorted(r.status_code for r in responses)
         assert statuses.count(503) >= 1 and all(r.headers["Retry-After"] == "1" for r in done_early)
         assert set(statuses) <= {200, 503} and statuses.count(200) >= 2
         metrics = client.get("/metrics").text
-        assert f"sledge_rejected_total {float(statuses.count(503))}" in metrics
+        assert f"sledge_rejected_total {float(statuses.count(503) + 1)}" in metrics
         assert 'sledge_requests_total{status="503"}' in metrics and "sledge_exit_layer_bucket" in metrics
 
 

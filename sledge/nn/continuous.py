@@ -19,7 +19,8 @@ times runs next (the oldest such), so that no row waits for ever. Optionally (`d
 once groups have been in flight that long or longer (their oldest row), only they are counted, so
 late rows go first, but only while no more than `max_rows` rows are in flight: late groups are thin,
 and running them first cost a quarter of the throughput at 2x the standard model's saturation load
-on AG News when it applied at every load; under heavy load the plain rule keeps the calls full.
+on AG News when it applied at every load (measured through a load generator that was itself slow
+under load: see the README); under heavy load the plain rule keeps the calls full.
 
 Each row's computation depends on its own tokens only (padding is masked), so its outputs and exit
 are those of batch-1 inference (up to float rounding). The per-row work is tensor work on groups:

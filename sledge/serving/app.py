@@ -102,6 +102,8 @@ def create_app(load: Callable[[], tuple[Engine, Scheduler, ServingMetrics]]) -> 
         if server.scheduler is None:
             return error(503, "the model is loading" if server.error is None else server.error, retry=True)
         engine, scheduler = server.engine, server.scheduler
+        if scheduler.queue.full():  # turned away before parsing and tokenizing: overload costs less
+            return busy()
         try:
             body = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as problem:
@@ -135,14 +137,17 @@ def create_app(load: Callable[[], tuple[Engine, Scheduler, ServingMetrics]]) -> 
             return error(422, str(problem))
         try:
             future = scheduler.submit(Job(rows, settings))
-        except queue.Full:
-            server.metrics.rejected.inc()
-            return error(503, "the server is busy: the request queue is full", retry=True)
+        except queue.Full:  # it filled meanwhile
+            return busy()
         try:
             results = await asyncio.wrap_future(future)
         except Exception as problem:  # noqa: BLE001 (the batch failed; the server goes on)
             return error(500, f"the batch of this request failed: {type(problem).__name__}: {problem}")
         return JSONResponse(results[0] if single else results)
+
+    def busy() -> JSONResponse:
+        server.metrics.rejected.inc()
+        return error(503, "the server is busy: the request queue is full", retry=True)
 
     return app
 
