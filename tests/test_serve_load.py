@@ -66,7 +66,7 @@ def test_the_client_reads_each_status_reuses_a_connection_and_replaces_one_the_s
         client.close()
         return statuses
 
-    # one connection all along: each answer (its body read to the end) frees it for the next request
+    # one connection at a time: each answer (its body read to the end) frees it for the next request
     assert asyncio.run(go()) == [200, 1, 503, 1, 200, 1]
     assert len(opened) == 2  # the first, and the one that replaced it after the server closed it
 

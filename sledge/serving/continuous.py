@@ -5,8 +5,8 @@ from sledge.serving.scheduler import Job, Scheduler
 
 DEADLINE_MS = 100.0  # the server's default: see `LayerBatcher` and the README's serving results
 # The server's default: a group passed over once runs next, so in effect the oldest rows' layer runs
-# next (with the rows waiting there). On these 2 CPU cores it had the lower tail from 1.5x the standard
-# model's saturation load up than letting groups wait to catch up (README's serving results).
+# next (with the rows waiting there). On these 2 CPU cores it had a lower p99 than letting groups wait
+# to catch up from 1x the standard model's saturation load up (README's serving results).
 MAX_SKIPS = 1
 
 
