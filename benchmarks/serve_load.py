@@ -15,8 +15,8 @@ then every load, from light to 4x the standard's saturation (above every sledge 
 to each server in turn, so that configurations are compared minutes apart on this shared machine.
 Per run: throughput, p50/p95/p99 latency (from each request's scheduled arrival), sent = answered +
 rejected, 5xx counted, how late the generator sent requests, and the cores the server and the
-generator used. Writes
-benchmarks/results/serving/ (results.json, report.md, latency.png, throughput.png).
+generator used. Writes benchmarks/results/serving/ (results.json, report.md, latency.png,
+throughput.png).
 
     .venv/bin/python benchmarks/serve_load.py [--seconds 20] [--loads 0.25 0.5 1 2] [--sledge sledge-lte]
         [--variant '--max-skips 1']

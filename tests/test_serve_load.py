@@ -1,7 +1,6 @@
 """The load generator of benchmarks/serve_load.py against a real HTTP server (uvicorn, in a thread)."""
 
 import asyncio
-import socket
 import sys
 import threading
 import time
@@ -14,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from serve_load import Client, closed_loop, open_loop  # noqa: E402
+from serve_load import Client, closed_loop, free_port, open_loop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +29,7 @@ def server():
         return JSONResponse({"detail": "busy"} if text == "busy" else {"echo": text * 50},
                             status_code=503 if text == "busy" else 200)
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     # idle connections are closed after 0.3 s, so that the client meets one the server closed
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", timeout_keep_alive=0.3))
     thread = threading.Thread(target=server.run, daemon=True)
