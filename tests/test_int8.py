@@ -1,9 +1,13 @@
 """int8 early exit: quantized batched == quantized batch 1, through the runner, AllenNLP and the sweep."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
+from torch.ao.nn.quantized import dynamic
 
 from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines, tiny_multi_exit
 from sledge.errors import SledgeError
@@ -17,6 +21,7 @@ from sledge.nn import (
     quantize_int8,
     simulate_exits,
 )
+from sledge.nn.quantize import FullRangeLinear, full_range_is_exact
 
 
 def quantized_model(head: str = "linear") -> MultiExitClassifier:
@@ -26,12 +31,55 @@ def quantized_model(head: str = "linear") -> MultiExitClassifier:
 def test_every_linear_layer_is_quantized():
     model = quantized_model()
     linear = [m for m in model.modules() if type(m) is torch.nn.Linear]
-    quantized = [m for m in model.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")]
+    quantized = [m for m in model.modules() if isinstance(m, dynamic.Linear)]
     # 6 per layer, BERT's (unused) pooler, the 4 heads, the LTE module
     assert not linear and len(quantized) == 6 * 6 + 1 + 4 + 1
     weight = model.exits[0].classifier.weight()  # one scale per output channel, not one per matrix
     assert weight.qscheme() == torch.per_channel_affine
     assert weight.q_per_channel_scales().numel() == weight.size(0) > 1
+
+
+TOP_OF_RANGE = """
+import torch
+from sledge.nn.quantize import FullRangeLinear, full_range_is_exact, quantize_int8
+layer = torch.nn.Linear(256, 1)
+torch.nn.init.ones_(layer.weight)
+torch.nn.init.zeros_(layer.bias)
+quantized = quantize_int8(torch.nn.Sequential(layer))
+inputs = torch.ones(3, 256)
+inputs[:, 0] = 0.0  # every other input quantizes to the top of the range, every product 255 x 127
+try:
+    quantize_int8(torch.nn.Sequential(torch.nn.Linear(4, 1)), full_range=True)
+    refused = False
+except ValueError:
+    refused = True
+print(full_range_is_exact(), isinstance(quantized[0], FullRangeLinear), refused,
+      quantized(inputs)[:, 0].tolist())
+"""
+
+
+@pytest.mark.parametrize("instructions", [None, "AVX2"])
+def test_activations_use_8_bits_only_where_the_kernels_do_not_saturate(instructions):
+    # fbgemm's AVX2 kernels sum pairs of int8 products in 16 bits, which full-range activations
+    # overflow (the answer comes out about halved); its VNNI kernels do not. FBGEMM_ENABLE_INSTRUCTIONS
+    # makes this process's kernels AVX2's whatever the CPU, so the fallback is tested on every machine.
+    environment = {key: value for key, value in os.environ.items() if key != "FBGEMM_ENABLE_INSTRUCTIONS"}
+    environment.update({"FBGEMM_ENABLE_INSTRUCTIONS": instructions} if instructions else {})
+    result = subprocess.run([sys.executable, "-c", TOP_OF_RANGE], capture_output=True, text=True, check=True,
+                            env=environment)
+    exact, full_range, refused, answers = result.stdout.split(maxsplit=3)
+    assert exact == full_range != refused  # 8-bit activations exactly where they are exact
+    if instructions == "AVX2":
+        assert exact == "False"
+    assert all(abs(answer - 255.0) < 2.0 for answer in json.loads(answers))  # never a saturated answer
+
+
+def test_full_range_layers_where_exact():
+    model = quantized_model()
+    layers = [m for m in model.modules() if isinstance(m, dynamic.Linear)]
+    assert all(isinstance(m, FullRangeLinear) == full_range_is_exact() for m in layers)
+    seven_bits = quantize_int8(tiny_multi_exit(), full_range=False)  # asked for: PyTorch's default layer
+    assert not any(isinstance(m, FullRangeLinear) for m in seven_bits.modules())
 
 
 @pytest.mark.parametrize("head", ["linear", "attention"])  # the attention head: the configs' default
@@ -45,7 +93,11 @@ def test_int8_batched_exits_and_labels_equal_int8_batch_1(make, head):
     with torch.no_grad():
         logits, certainties = model.forward_all(ids, mask)
     statistic = torch.softmax(logits[0], -1).max(-1)[0] if make is ConfidencePolicy else certainties[0]
-    policy = make(float(statistic.sort()[0][15:17].mean()))
+    # The threshold in the middle of the widest gap between rows' statistics around the median: a row
+    # at a hair's breadth from it may leave on either side of it at another batch size.
+    ranked = statistic.sort()[0][8:25]
+    widest = int((ranked[1:] - ranked[:-1]).argmax())
+    policy = make(float(ranked[widest : widest + 2].mean()))
     batched = early_exit(model, ids, mask, policy=policy)
     simulated = simulate_exits(policy, full_pass_views(model, torch.stack(logits), torch.stack(certainties)))
     assert torch.equal(batched.exit_index, simulated)

@@ -42,6 +42,7 @@ from sledge.nn import (
     quantize_int8,
     simulate_exits,
 )
+from sledge.nn.quantize import full_range_is_exact
 
 PAPER_THRESHOLDS = [0.0] + [round(0.55 + 0.05 * i, 2) for i in range(10)]  # 0, 0.55, 0.6, ..., 1.0
 ENTROPY_THRESHOLDS = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.0]
@@ -356,6 +357,7 @@ def sweep(
         "models": {model.name: model.archive_file for model in models},
         "exit_metrics": {model.name: model.exit_scores() for model in models},
         "precisions": precisions,
+        **({"int8_activation_bits": 8 if full_range_is_exact() else 7} if "int8" in precisions else {}),
         "policies": {label: repr(policy) for label, policy, _ in models[0].curves},
         "exit_layers": layers,
         "temperatures": core.temperatures.tolist(),
