@@ -35,24 +35,24 @@ MODELS = {
 VARIANTS = {"fp32": None, "int8, 7 bits": False, "int8, 8 bits": True}
 
 
-def predictions(archive, batches: list[dict], full_range: bool | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every exit's predicted labels (exits, N) and the gold labels, at fp32 (None) or int8."""
-    model = archive.model
-    if full_range is not None:
-        model = copy.deepcopy(model)
-        quantize_int8(model.core, full_range=full_range)
+def at(model, full_range: bool | None):
+    """The model at fp32 (None), or a copy in int8 with activations on 7 (False) or 8 (True) bits."""
+    if full_range is None:
+        return model
+    model = copy.deepcopy(model)
+    quantize_int8(model.core, full_range=full_range)
+    return model
+
+
+def predictions(model, batches: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every exit's predicted labels (exits, N) and the gold labels."""
     logits, _, labels = full_pass(model, batches)
     return logits.argmax(dim=-1), labels
 
 
 @torch.no_grad()
-def timing(archive, instances, repeats: int) -> dict:
-    """Seconds per instance at batch 1 and per batch of 32 for 7 and 8 bits, interleaved."""
-    cores = {}
-    for name, full_range in list(VARIANTS.items())[1:]:
-        model = copy.deepcopy(archive.model)
-        quantize_int8(model.core, full_range=full_range)
-        cores[name] = model.core
+def timing(cores: dict, archive, instances, repeats: int) -> dict:
+    """Seconds per instance at batch 1 and per batch of 32 for each of `cores`, interleaved."""
     sizes = {1: tensor_batches(instances[:200], archive, 1, torch.device("cpu")),
              32: tensor_batches(instances[:320], archive, 32, torch.device("cpu"))}
     times = {(name, size): [] for name in cores for size in sizes}
@@ -84,17 +84,21 @@ def main() -> None:
             archive = load_sledge_archive(str(Path(args.work) / dataset / name / "model.tar.gz"))
             instances = read_labelled(archive, data[dataset]["eval"])
             batches = tensor_batches(instances, archive, 64, torch.device("cpu"))
-            reference, labels = predictions(archive, batches, None)
-            rows = {}
-            for variant, full_range in VARIANTS.items():
-                predicted = reference if full_range is None else predictions(archive, batches, full_range)[0]
-                rows[variant] = {
-                    "accuracy": (predicted == labels).float().mean(dim=1).tolist(),
-                    "agreement_with_fp32": (predicted == reference).float().mean(dim=1).tolist(),
+            models = {variant: at(archive.model, full_range) for variant, full_range in VARIANTS.items()}
+            predicted = {variant: predictions(model, batches) for variant, model in models.items()}
+            reference, labels = predicted["fp32"]
+            rows = {
+                variant: {
+                    "accuracy": (labelled == labels).float().mean(dim=1).tolist(),
+                    "agreement_with_fp32": (labelled == reference).float().mean(dim=1).tolist(),
                 }
+                for variant, (labelled, _) in predicted.items()
+            }
             results["models"][f"{dataset}/{name}"] = {"exit_layers": archive.model.core.layer_indices, **rows}
-            if "timing" not in results:
-                results["timing"] = {"model": f"{dataset}/{name}", **timing(archive, instances, args.repeats)}
+            if "timing" not in results:  # the first model's int8 copies, as quantized above
+                int8 = {variant: model.core for variant, model in models.items() if variant != "fp32"}
+                seconds = timing(int8, archive, instances, args.repeats)
+                results["timing"] = {"model": f"{dataset}/{name}", **seconds}
             print(dataset, name, json.dumps(rows))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

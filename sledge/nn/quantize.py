@@ -1,5 +1,6 @@
 """Dynamic int8 inference: linear layers' weights in int8 (per output channel), activations as they come."""
 
+import contextlib
 import functools
 import warnings
 
@@ -32,24 +33,24 @@ def full_range_is_exact() -> bool:
     16-bit pair sums cannot hold), checked against its exact answer. True on CPUs with VNNI (fbgemm's
     AVX512-VNNI kernels); False on AVX2 or AVX-512 without it, where the answer comes out about halved.
     """
-    layer = _quantized(nn.Sequential(nn.Linear(256, 1)))
-    weight = torch.quantize_per_channel(torch.ones(1, 256), torch.tensor([1 / 127]), torch.tensor([0]), 0,
-                                        torch.qint8)
-    layer[0].set_weight_bias(weight, torch.zeros(1))
+    with _quiet():
+        layer = dynamic.Linear(256, 1)
+        weight = torch.quantize_per_channel(torch.ones(1, 256), torch.tensor([1 / 127]), torch.tensor([0]), 0,
+                                            torch.qint8)
+        layer.set_weight_bias(weight, torch.zeros(1))
     inputs = torch.ones(1, 256)
     inputs[0, 0] = 0.0  # zero point 0, scale 1/255: every other input quantizes to 255
-    answer = torch.ops.quantized.linear_dynamic(inputs, layer[0]._packed_params._packed_params, False)
+    answer = torch.ops.quantized.linear_dynamic(inputs, layer._packed_params._packed_params, False)
     return abs(float(answer) - 255.0) < 2.0
 
 
-def _quantized(module: nn.Module, mapping: dict | None = None) -> nn.Module:
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+@contextlib.contextmanager
+def _quiet():
+    """torch.ao.quantization and quantized tensors announce their move to torchao: not the user's concern."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        per_channel = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
-        return torch.ao.quantization.quantize_dynamic(
-            module, per_channel, dtype=torch.qint8, mapping=mapping, inplace=True
-        )
+        yield
 
 
 def quantize_int8(module: nn.Module, full_range: bool | None = None) -> nn.Module:
@@ -72,8 +73,12 @@ def quantize_int8(module: nn.Module, full_range: bool | None = None) -> nn.Modul
     """
     if any(parameter.is_cuda for parameter in module.parameters()):
         raise ValueError("int8 dynamic quantization runs on the CPU; load the model with --cuda-device -1")
-    if full_range and not full_range_is_exact():
+    exact = full_range_is_exact()
+    if full_range and not exact:
         raise ValueError("int8 activations on 8 bits would saturate in this CPU's int8 kernels (no VNNI)")
-    full_range = full_range_is_exact() if full_range is None else full_range
-    mapping = {nn.Linear: FullRangeLinear} if full_range else None
-    return _quantized(module, mapping)
+    mapping = {nn.Linear: FullRangeLinear} if (exact if full_range is None else full_range) else None
+    with _quiet():
+        per_channel = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+        return torch.ao.quantization.quantize_dynamic(
+            module, per_channel, dtype=torch.qint8, mapping=mapping, inplace=True
+        )
