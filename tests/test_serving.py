@@ -431,3 +431,35 @@ def test_the_server_chooses_its_threshold_on_a_dev_file_or_from_a_sweep(archive,
     )
     scheduler.stop()
     assert engine.policy.value() == 0.0
+
+
+@pytest.mark.parametrize("scheduler", ["dynamic", "continuous"])
+def test_the_schedule_replay_answers_every_accepted_request_and_counts_the_rest(
+    archive, scheduler, monkeypatch
+):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from schedule_replay import replay
+
+    engine = Engine(archive)
+    rows = [engine.encode({"sentence": text}) for text in SENTENCES[:12]]
+    spread = [(0.002 * i, row) for i, row in enumerate(rows)]
+    options = {"batch_size": 4, "max_wait_ms": 2.0}
+    run = replay(engine, SCHEDULERS[scheduler], {}, spread, 0.024, queue_size=64, **options)
+    assert (run["sent"], run["answered"], run["rejected"], run["failed"]) == (12, 12, 0, 0)
+    assert run["offered_per_second"] == pytest.approx(500.0)
+    assert run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
+    rows_run = run["model_calls"] * run["rows_per_call"]
+    if scheduler == "dynamic":  # every request in exactly one batch
+        assert rows_run == pytest.approx(12)
+    else:  # each row is in one call of every layer up to its exit's
+        assert rows_run == pytest.approx(12 * (run["mean_exit_layer"] + 1))
+    burst = [(0.0, row) for row in rows * 4]  # 48 at once into a queue of 2
+    run = replay(engine, SCHEDULERS[scheduler], {}, burst, 0.001, queue_size=2, **options)
+    assert run["rejected"] > 0 and run["answered"] + run["rejected"] == 48 and run["failed"] == 0
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(*((Engine, "run") if scheduler == "dynamic" else (LayerBatcher, "step")), broken)
+    run = replay(engine, SCHEDULERS[scheduler], {}, spread, 0.024, queue_size=64, **options)
+    assert (run["answered"], run["failed"]) == (0, 12)
