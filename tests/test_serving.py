@@ -463,3 +463,20 @@ def test_the_schedule_replay_answers_every_accepted_request_and_counts_the_rest(
     monkeypatch.setattr(*((Engine, "run") if scheduler == "dynamic" else (LayerBatcher, "step")), broken)
     run = replay(engine, SCHEDULERS[scheduler], {}, spread, 0.024, queue_size=64, **options)
     assert (run["answered"], run["failed"]) == (0, 12)
+
+
+def test_the_schedule_replay_pools_arrival_sequences_and_compares_p99_with_dynamic_batching():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from schedule_replay import pooled
+
+    def run(seed, latencies):
+        return {"seed": seed, "rate": 10.0, "latencies_ms": latencies}
+
+    slow = [float(ms) for ms in range(1, 101)]  # p99 of 200 pooled values: the 199th smallest
+    results = {"runs": {
+        "dynamic": [run(0, slow), run(1, slow)],
+        "continuous": [run(0, [2 * ms for ms in slow]), run(1, [2 * ms for ms in slow])],
+    }}
+    lines = pooled(results, resamples=50)
+    assert "| dynamic | 10.0 | 200 | 51.0 | 100.0 | |" in lines
+    assert "| continuous | 10.0 | 200 | 102.0 | 200.0 | 2.00 (2.00-2.00) |" in lines
