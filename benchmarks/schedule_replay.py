@@ -255,7 +255,7 @@ def main() -> None:
                       f"failed {run['failed']} "
                       f"rows/call {run['rows_per_call']:.1f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    (args.out / "results.json").write_text(json.dumps(results) + "\n")  # compact: every latency is kept
     report(results, args.out, ".venv/bin/python benchmarks/schedule_replay.py " + shlex.join(sys.argv[1:]))
 
 
