@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import serve_load  # noqa: E402
 
+from sledge.commands.arguments import non_negative_float, positive_int  # noqa: E402
 from sledge.commands.common import load_sledge_archive  # noqa: E402
 from sledge.serving.continuous import DEADLINE_MS, MAX_SKIPS, ContinuousScheduler  # noqa: E402
 from sledge.serving.dynamic import DynamicScheduler  # noqa: E402
@@ -49,8 +50,8 @@ def configurations(variants: list[str]) -> list[tuple[str, type, dict]]:
     ]
     for text in variants:
         parser = argparse.ArgumentParser(prog="--variant")
-        parser.add_argument("--deadline-ms", type=float, default=DEADLINE_MS)
-        parser.add_argument("--max-skips", type=int, default=MAX_SKIPS)
+        parser.add_argument("--deadline-ms", type=non_negative_float, default=DEADLINE_MS)
+        parser.add_argument("--max-skips", type=positive_int, default=MAX_SKIPS)
         options = parser.parse_args(shlex.split(text))
         configs.append(
             (f"continuous {text}", ContinuousScheduler,
