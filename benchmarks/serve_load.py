@@ -270,6 +270,7 @@ def summary(results: list[tuple[int, float]], sent: int, elapsed: float, rate: f
         "p95_ms": percentile(0.95),
         "p99_ms": percentile(0.99),
         "mean_ms": statistics.fmean(ok) * 1000 if ok else None,
+        "latencies_ms": [round(latency * 1000, 2) for latency in ok],  # answered requests', sorted
     }
 
 
@@ -447,6 +448,7 @@ def main() -> None:
                 offered = open_loop(server.url, pool, factor * standard, args.seconds, int(factor * 100))
                 run, cores = measured(server, offered)
                 run.update(cores, load_factor=factor)
+                del run["latencies_ms"]  # the percentiles above are kept; serve_pooled.py keeps these
                 print(config, json.dumps(run), flush=True)
                 results["runs"].setdefault(config, []).append(run)
     finally:

@@ -77,6 +77,9 @@ def test_the_open_loop_counts_every_request_sent_as_answered_or_rejected(server)
     assert run["server_errors"] == run["other"] == 0
     assert 0 <= run["send_lag_p50_ms"] <= run["send_lag_max_ms"]
     assert run["p50_ms"] <= run["p99_ms"]
+    latencies = run["latencies_ms"]  # every answered request's, sorted: the percentiles are read from them
+    assert len(latencies) == run["answered"] and latencies == sorted(latencies)
+    assert run["p99_ms"] == pytest.approx(latencies[int(0.99 * len(latencies))], abs=0.01)
 
 
 def test_the_closed_loop_counts_every_answer_of_its_concurrent_clients(server):
