@@ -282,3 +282,22 @@ def test_a_cascade_of_disagreeing_members_is_refused_naming_them(single_exit_run
     with pytest.raises(SledgeError, match="a cascade needs at least 2 archives"):
         allennlp("cascade", str(single_exit_runs[1]), "--output-file", output)
     assert not Path(output).exists()
+
+
+def test_serve_takes_dynamic_batching_for_a_cascade_by_default_and_refuses_continuous(cascade_archive):
+    import argparse
+
+    from sledge.commands.serve import load
+    from sledge.serving.dynamic import DynamicScheduler
+
+    options = {
+        "archive_file": str(cascade_archive), "confidence_threshold": None, "max_accuracy_drop": None,
+        "latency_budget_ms": None, "sweep_json": None, "dev_file": None, "online_agreement_target": None,
+        "online_share": 0.05, "batch_size": 4, "max_wait_ms": 1.0, "queue_size": 8, "deadline_ms": 100.0,
+        "max_skips": 1,
+    }
+    _, scheduler, _ = load(argparse.Namespace(**options, scheduler=None))
+    scheduler.stop()
+    assert type(scheduler) is DynamicScheduler
+    with pytest.raises(SledgeError, match="cascade.tar.gz: a cascade is served with --scheduler dynamic"):
+        load(argparse.Namespace(**options, scheduler="continuous"))

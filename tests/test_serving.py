@@ -433,6 +433,23 @@ def test_the_server_chooses_its_threshold_on_a_dev_file_or_from_a_sweep(archive,
     assert engine.policy.value() == 0.0
 
 
+def test_the_server_batches_a_multi_exit_model_layer_by_layer_by_default(trained_run):
+    import argparse
+
+    from sledge.commands.serve import load
+
+    options = {
+        "archive_file": str(trained_run["archive"]), "confidence_threshold": None, "max_accuracy_drop": None,
+        "latency_budget_ms": None, "sweep_json": None, "dev_file": None, "online_agreement_target": None,
+        "online_share": 0.05, "batch_size": 4, "max_wait_ms": 1.0, "queue_size": 8, "deadline_ms": 100.0,
+        "max_skips": 1,
+    }
+    for given, expected in ((None, ContinuousScheduler), ("dynamic", DynamicScheduler)):
+        _, scheduler, _ = load(argparse.Namespace(**options, scheduler=given))
+        scheduler.stop()
+        assert type(scheduler) is expected
+
+
 @pytest.mark.parametrize("scheduler", ["dynamic", "continuous"])
 def test_the_schedule_replay_answers_every_accepted_request_and_counts_the_rest(
     archive, scheduler, monkeypatch

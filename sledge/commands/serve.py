@@ -11,7 +11,7 @@ from sledge.commands.arguments import non_negative_float, positive_int, unit_flo
 from sledge.commands.common import exit_logits, load_sledge_archive, read_labelled, tensor_batches
 from sledge.errors import SledgeError
 from sledge.files import check_input_path
-from sledge.nn import full_pass_views, simulate_exits
+from sledge.nn import Cascade, full_pass_views, simulate_exits
 from sledge.serving.budget import OnlineThreshold, choose, for_accuracy_drop, sweep_rows
 from sledge.serving.continuous import DEADLINE_MS, MAX_SKIPS, ContinuousScheduler
 from sledge.serving.dynamic import DynamicScheduler
@@ -62,7 +62,13 @@ class Serve(Subcommand):
             "fill calls, which on a 2-core CPU gave a longer tail under load)",
         )
         subparser.add_argument("--queue-size", type=positive_int, default=256, help="requests that may wait")
-        subparser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="dynamic")
+        subparser.add_argument(
+            "--scheduler",
+            choices=sorted(SCHEDULERS),
+            default=None,
+            help="default: continuous for a multi-exit model, dynamic for a cascade (continuous batching "
+            "runs one model's layers)",
+        )
         subparser.add_argument(
             "--confidence-threshold",
             type=unit_float,
@@ -141,13 +147,18 @@ def load(args: argparse.Namespace):
         if engine.labels is None or engine.policy.setting != "threshold":
             raise SledgeError("online mode needs a classifier whose exit policy has a threshold")
         online = OnlineThreshold(engine.policy.value(), args.online_agreement_target, args.online_share)
-    print(
-        f"sledge serve: {args.archive_file}, policy {engine.policy!r}, scheduler {args.scheduler}", flush=True
-    )
+    cascade = isinstance(engine.core, Cascade)
+    name = args.scheduler or ("dynamic" if cascade else "continuous")
+    if cascade and name == "continuous":
+        raise SledgeError(
+            f"{args.archive_file}: a cascade is served with --scheduler dynamic (continuous batching runs "
+            "one model's layers)"
+        )
+    print(f"sledge serve: {args.archive_file}, policy {engine.policy!r}, scheduler {name}", flush=True)
     metrics = ServingMetrics(engine.layers)
-    continuous = args.scheduler == "continuous"
+    continuous = name == "continuous"
     options = {"deadline_ms": args.deadline_ms, "max_skips": args.max_skips} if continuous else {}
-    scheduler = SCHEDULERS[args.scheduler](
+    scheduler = SCHEDULERS[name](
         engine, args.batch_size, args.max_wait_ms, args.queue_size, metrics, online, **options
     )
     scheduler.start()
