@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random BERT (weights, config, WordPiece vocabulary) built on disk, no hub."""
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,15 @@ def mixed_batch(size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
     ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
     return ids, mask, torch.zeros_like(ids)
+
+
+def serve_args(archive, **changes) -> argparse.Namespace:
+    """`allennlp serve`'s parsed options for `archive` with its defaults (small queue and batches), as
+    `sledge.commands.serve.load` takes them."""
+    options = {
+        "archive_file": str(archive), "confidence_threshold": None, "max_accuracy_drop": None,
+        "latency_budget_ms": None, "sweep_json": None, "dev_file": None, "online_agreement_target": None,
+        "online_share": 0.05, "batch_size": 4, "max_wait_ms": 1.0, "queue_size": 8, "deadline_ms": 100.0,
+        "max_skips": 1, "scheduler": None,
+    }
+    return argparse.Namespace(**{**options, **changes})

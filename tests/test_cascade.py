@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines
+from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines, serve_args
 from sledge.errors import SledgeError
 from sledge.nn import (
     Cascade,
@@ -285,19 +285,11 @@ def test_a_cascade_of_disagreeing_members_is_refused_naming_them(single_exit_run
 
 
 def test_serve_takes_dynamic_batching_for_a_cascade_by_default_and_refuses_continuous(cascade_archive):
-    import argparse
-
     from sledge.commands.serve import load
     from sledge.serving.dynamic import DynamicScheduler
 
-    options = {
-        "archive_file": str(cascade_archive), "confidence_threshold": None, "max_accuracy_drop": None,
-        "latency_budget_ms": None, "sweep_json": None, "dev_file": None, "online_agreement_target": None,
-        "online_share": 0.05, "batch_size": 4, "max_wait_ms": 1.0, "queue_size": 8, "deadline_ms": 100.0,
-        "max_skips": 1,
-    }
-    _, scheduler, _ = load(argparse.Namespace(**options, scheduler=None))
+    _, scheduler, _ = load(serve_args(cascade_archive))
     scheduler.stop()
     assert type(scheduler) is DynamicScheduler
     with pytest.raises(SledgeError, match="cascade.tar.gz: a cascade is served with --scheduler dynamic"):
-        load(argparse.Namespace(**options, scheduler="continuous"))
+        load(serve_args(cascade_archive, scheduler="continuous"))

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ROOT, TEST, predict_lines
+from conftest import ROOT, TEST, predict_lines, serve_args
 from sledge.commands.common import load_sledge_archive
 from sledge.errors import SledgeError
 from sledge.nn import ConfidencePolicy, EntropyPolicy, LayerBatcher
@@ -392,27 +392,13 @@ def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(traine
 
 
 def test_the_server_chooses_its_threshold_on_a_dev_file_or_from_a_sweep(archive, trained_run, tmp_path):
-    import argparse
-
     from sledge.commands.serve import load
 
-    base = {
-        "archive_file": str(trained_run["archive"]),
-        "confidence_threshold": None,
-        "latency_budget_ms": None,
-        "sweep_json": None,
-        "dev_file": str(TEST),
-        "online_agreement_target": None,
-        "online_share": 0.05,
-        "scheduler": "dynamic",
-        "batch_size": 4,
-        "max_wait_ms": 1.0,
-        "queue_size": 8,
-    }
-    engine, scheduler, _ = load(argparse.Namespace(**base, max_accuracy_drop=100.0))
+    base = {"dev_file": str(TEST), "scheduler": "dynamic"}
+    engine, scheduler, _ = load(serve_args(trained_run["archive"], **base, max_accuracy_drop=100.0))
     scheduler.stop()
     assert engine.policy.value() == 0.0  # any accuracy will do: the fastest setting
-    engine, scheduler, _ = load(argparse.Namespace(**base, max_accuracy_drop=0.0))
+    engine, scheduler, _ = load(serve_args(trained_run["archive"], **base, max_accuracy_drop=0.0))
     scheduler.stop()
     chosen = engine.policy.value()
     # Independently: threshold 1's accuracy, and the chosen threshold's, on the dev file, batch 1.
@@ -424,28 +410,17 @@ def test_the_server_chooses_its_threshold_on_a_dev_file_or_from_a_sweep(archive,
     sweep = tmp_path / "sweep.json"
     sweep.write_text(json.dumps({"rows": rows_of((0.0, 0.80, 0.0, 4.0), (0.8, 0.88, 2.0, 12.0))}))
     engine, scheduler, _ = load(
-        argparse.Namespace(
-            **{**base, "dev_file": None, "sweep_json": str(sweep), "latency_budget_ms": 5.0},
-            max_accuracy_drop=None,
-        )
+        serve_args(trained_run["archive"], scheduler="dynamic", sweep_json=str(sweep), latency_budget_ms=5.0)
     )
     scheduler.stop()
     assert engine.policy.value() == 0.0
 
 
 def test_the_server_batches_a_multi_exit_model_layer_by_layer_by_default(trained_run):
-    import argparse
-
     from sledge.commands.serve import load
 
-    options = {
-        "archive_file": str(trained_run["archive"]), "confidence_threshold": None, "max_accuracy_drop": None,
-        "latency_budget_ms": None, "sweep_json": None, "dev_file": None, "online_agreement_target": None,
-        "online_share": 0.05, "batch_size": 4, "max_wait_ms": 1.0, "queue_size": 8, "deadline_ms": 100.0,
-        "max_skips": 1,
-    }
     for given, expected in ((None, ContinuousScheduler), ("dynamic", DynamicScheduler)):
-        _, scheduler, _ = load(argparse.Namespace(**options, scheduler=given))
+        _, scheduler, _ = load(serve_args(trained_run["archive"], scheduler=given))
         scheduler.stop()
         assert type(scheduler) is expected
 
