@@ -7,9 +7,10 @@ Each request is one text, tokenized before the run (the server tokenizes in its 
 main thread submits it at its scheduled time, and its latency counts from then to its answer. Each
 load is offered to each configuration in turn (the same arrival times and texts for all), once per
 arrival sequence (`--seeds`), so configurations are compared seconds apart. Per run: answered/s,
-p50/p95/p99 latency, rejected (queue full, the server's 503), failed (the server's 500), model calls
-and the mean rows per call (for continuous, per layer call); then each configuration's p99 against
-dynamic batching's on the same arrivals. Writes report.md and results.json to --out.
+p50/p95/p99 latency, rejected (queue full, the server's 503), server errors (a failed batch, the
+server's 500), as `serve_load.summary` counts them, model calls and the mean rows per call (for
+continuous, per layer call); then each configuration's p99 against dynamic batching's on the same
+arrivals. Writes report.md and results.json to --out.
 
     .venv/bin/python benchmarks/schedule_replay.py [--rates 66.5 100 133 200] [--seconds 20]
         [--seeds 0 1 2] [--variant '--max-skips 3 --deadline-ms 25']
@@ -20,7 +21,6 @@ import json
 import queue
 import random
 import shlex
-import statistics
 import sys
 import threading
 import time
@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import serve_load  # noqa: E402
+from serve_load import ms, percentile  # noqa: E402
 
 from sledge.commands.arguments import non_negative_float, positive_int  # noqa: E402
 from sledge.commands.common import load_sledge_archive  # noqa: E402
@@ -68,9 +69,8 @@ def replay(engine: Engine, scheduler_class: type, options: dict, arrivals: list[
     """
     metrics = ServingMetrics(engine.layers)
     scheduler = scheduler_class(engine, batch_size, max_wait_ms, queue_size, metrics, None, **options)
-    latencies: list[float] = []
+    outcomes: list[tuple[int, float]] = []  # (the server's status, latency), as serve_load.summary takes
     lock = threading.Lock()
-    rejected = failed = 0
     scheduler.start()
     start = time.perf_counter()
     for at, encoded in arrivals:
@@ -81,49 +81,27 @@ def replay(engine: Engine, scheduler_class: type, options: dict, arrivals: list[
         scheduled = start + at
 
         def done(future, scheduled=scheduled) -> None:
-            nonlocal failed
-            with lock:
-                if future.exception() is None:
-                    latencies.append(time.perf_counter() - scheduled)
-                else:  # the server's 500
-                    failed += 1
+            with lock:  # a failed batch is the server's 500
+                outcomes.append((200 if future.exception() is None else 500, time.perf_counter() - scheduled))
 
         try:
             scheduler.submit(job)
         except queue.Full:  # the server's 503
-            rejected += 1
+            outcomes.append((503, 0.0))
             continue
         job.future.add_done_callback(done)
     scheduler.stop()  # answers everything accepted first
-    elapsed = time.perf_counter() - start
-    latencies.sort()
+    run = serve_load.summary(outcomes, len(arrivals), time.perf_counter() - start, len(arrivals) / window)
     registry = metrics.registry
     calls = registry.get_sample_value("sledge_batch_rows_count") or 0
     rows = registry.get_sample_value("sledge_batch_rows_sum") or 0
-
-    def percentile(q: float) -> float | None:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else None
-
+    exit_layers = registry.get_sample_value("sledge_exit_layer_sum") or 0
     return {
-        "offered_per_second": len(arrivals) / window,
-        "sent": len(arrivals),
-        "answered": len(latencies),
-        "rejected": rejected,
-        "failed": failed,
-        "throughput_per_second": len(latencies) / elapsed,
-        "p50_ms": percentile(0.5),
-        "p95_ms": percentile(0.95),
-        "p99_ms": percentile(0.99),
-        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else None,
+        **run,
         "model_calls": int(calls),
         "rows_per_call": rows / calls if calls else 0.0,
-        "mean_exit_layer": (registry.get_sample_value("sledge_exit_layer_sum") or 0) / max(1, len(latencies)),
-        "latencies_ms": [round(value * 1000, 2) for value in latencies],
+        "mean_exit_layer": exit_layers / max(1, run["answered"]),
     }
-
-
-def ms(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def report(results: dict, out: Path, command: str) -> None:
@@ -170,8 +148,7 @@ def report(results: dict, out: Path, command: str) -> None:
 
 
 def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return percentile(sorted(values), q)
 
 
 def pooled(results: dict, resamples: int = 2000) -> list[str]:
@@ -253,7 +230,7 @@ def main() -> None:
                 results["runs"][label].append(run)
                 print(f"{label:40s} seed {seed} {rate:6.1f}/s answered {run['throughput_per_second']:6.1f}/s "
                       f"p50 {ms(run['p50_ms'])} p99 {ms(run['p99_ms'])} ms rejected {run['rejected']} "
-                      f"failed {run['failed']} "
+                      f"5xx {run['server_errors']} "
                       f"rows/call {run['rows_per_call']:.1f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results) + "\n")  # compact: every latency is kept

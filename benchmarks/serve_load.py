@@ -251,11 +251,22 @@ def saturation(server: "Server", pool: list[str], seconds: float, clients: int =
     return {"clients": clients, "answered_per_second": answered / elapsed, **cores}
 
 
+def percentile(ordered: list[float], q: float) -> float:
+    """The `q` quantile of sorted, non-empty `ordered`: the value with a share q of the others below it."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(value: float | None, digits: int = 1) -> str:
+    """A report cell: milliseconds, or "-" where nothing was measured."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def summary(results: list[tuple[int, float]], sent: int, elapsed: float, rate: float) -> dict:
+    """Counts by status (200 answered, 503 rejected, other 5xx server errors) and the answered latencies."""
     ok = sorted(latency for status, latency in results if status == 200)
 
-    def percentile(q: float) -> float | None:
-        return None if not ok else ok[min(len(ok) - 1, int(q * len(ok)))] * 1000
+    def quantile_ms(q: float) -> float | None:
+        return percentile(ok, q) * 1000 if ok else None
 
     statuses = [status for status, _ in results]
     return {
@@ -266,9 +277,9 @@ def summary(results: list[tuple[int, float]], sent: int, elapsed: float, rate: f
         "server_errors": sum(1 for s in statuses if 500 <= s < 600 and s != 503),
         "other": sum(1 for s in statuses if s not in (200, 503) and not 500 <= s < 600),
         "throughput_per_second": statuses.count(200) / elapsed,
-        "p50_ms": percentile(0.5),
-        "p95_ms": percentile(0.95),
-        "p99_ms": percentile(0.99),
+        "p50_ms": quantile_ms(0.5),
+        "p95_ms": quantile_ms(0.95),
+        "p99_ms": quantile_ms(0.99),
         "mean_ms": statistics.fmean(ok) * 1000 if ok else None,
         "latencies_ms": [round(latency * 1000, 2) for latency in ok],  # answered requests', sorted
     }
@@ -367,7 +378,7 @@ def report(results: dict, out: Path) -> None:
     ]
     for config, runs in results["runs"].items():
         for run in runs:
-            cells = [f"{run[k]:.1f}" if run[k] is not None else "-" for k in ("p50_ms", "p95_ms", "p99_ms")]
+            cells = [ms(run[k]) for k in ("p50_ms", "p95_ms", "p99_ms")]
             lines.append(
                 f"| {config} | {run['offered_per_second']:.1f} | {run['throughput_per_second']:.1f} | "
                 + " | ".join(cells)

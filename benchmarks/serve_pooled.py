@@ -21,7 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import serve_load  # noqa: E402
-from schedule_replay import STANDARD_SATURATION, ms, pooled  # noqa: E402
+from schedule_replay import STANDARD_SATURATION, pooled  # noqa: E402
+from serve_load import ms  # noqa: E402
 
 
 def report(results: dict, out: Path, command: str) -> None:

@@ -437,7 +437,7 @@ def test_the_schedule_replay_answers_every_accepted_request_and_counts_the_rest(
     spread = [(0.002 * i, row) for i, row in enumerate(rows)]
     options = {"batch_size": 4, "max_wait_ms": 2.0}
     run = replay(engine, SCHEDULERS[scheduler], {}, spread, 0.024, queue_size=64, **options)
-    assert (run["sent"], run["answered"], run["rejected"], run["failed"]) == (12, 12, 0, 0)
+    assert (run["sent"], run["answered"], run["rejected"], run["server_errors"]) == (12, 12, 0, 0)
     assert run["offered_per_second"] == pytest.approx(500.0)
     assert run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
     rows_run = run["model_calls"] * run["rows_per_call"]
@@ -447,14 +447,14 @@ def test_the_schedule_replay_answers_every_accepted_request_and_counts_the_rest(
         assert rows_run == pytest.approx(12 * (run["mean_exit_layer"] + 1))
     burst = [(0.0, row) for row in rows * 4]  # 48 at once into a queue of 2
     run = replay(engine, SCHEDULERS[scheduler], {}, burst, 0.001, queue_size=2, **options)
-    assert run["rejected"] > 0 and run["answered"] + run["rejected"] == 48 and run["failed"] == 0
+    assert run["rejected"] > 0 and run["answered"] + run["rejected"] == 48 and run["server_errors"] == 0
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(*((Engine, "run") if scheduler == "dynamic" else (LayerBatcher, "step")), broken)
     run = replay(engine, SCHEDULERS[scheduler], {}, spread, 0.024, queue_size=64, **options)
-    assert (run["answered"], run["failed"]) == (0, 12)
+    assert (run["answered"], run["server_errors"]) == (0, 12)
 
 
 def test_the_schedule_replay_pools_arrival_sequences_and_compares_p99_with_dynamic_batching():
