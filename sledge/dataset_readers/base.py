@@ -1,10 +1,12 @@
 """What every sledge reader shares: the backbone's own tokenizer, instances, and clear errors."""
 
+import copy
 import json
 import os
 import random
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from sledge.dataset_readers.releases import local_data_path
 from sledge.errors import MalformedInputError, SledgeError
 from sledge.nn.encoder import resolve_backbone
 
-__all__ = ["BACKBONE_DIR", "MalformedInputError", "SledgeReader", "backbone_path"]
+__all__ = ["BACKBONE_DIR", "Encoded", "MalformedInputError", "SledgeReader", "backbone_path"]
 
 BACKBONE_DIR = "backbone"  # where a serialization directory (and so an archive) keeps the backbone
 
@@ -28,6 +30,15 @@ def backbone_path(transformer_model: str, serialization_dir: str | None) -> str:
     if serialization_dir is not None and (Path(serialization_dir) / BACKBONE_DIR).is_dir():
         return str(Path(serialization_dir) / BACKBONE_DIR)
     return resolve_backbone(transformer_model)
+
+
+@dataclass
+class Encoded:
+    """One instance, tokenized: its ids and segment ids, and whether it was cut to the maximum length."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    truncated: bool
 
 
 class SledgeReader(DatasetReader):
@@ -95,6 +106,12 @@ class SledgeReader(DatasetReader):
         if not 0.0 < dev_fraction < 1.0:
             raise SledgeError(f"dataset_reader.dev_fraction must lie in (0, 1), got {dev_fraction}")
         self.tokenizer = AutoTokenizer.from_pretrained(backbone_path(transformer_model, serialization_dir))
+        # The fast tokenizer's Rust backend, called directly and never truncating (`encode`): the same ids
+        # and segments as the tokenizer's own call for texts that fit; that call cuts the others.
+        self._backend = copy.deepcopy(getattr(self.tokenizer, "backend_tokenizer", None))
+        if self._backend is not None:
+            self._backend.no_truncation()
+            self._backend.no_padding()
         self.max_length = max_length
         self.dev_fraction = dev_fraction
         self.split_seed = split_seed
@@ -154,6 +171,36 @@ class SledgeReader(DatasetReader):
                 f"{file_path}: {sum(map(len, unknown.values()))} instance(s) have labels the model was not "
                 f"trained on: {described}. The model knows: {', '.join(sorted(self.known_labels or []))}"
             )
+
+    def encode(self, text: str, text_pair: str | None = None) -> Encoded:
+        """
+        Tokenize as `text_to_instance` does, and say whether the text (pair) was longer than `max_length`
+        tokens and so was cut to it: what `allennlp predict` and `allennlp serve` report as `truncated`.
+        """
+        if self._backend is not None:
+            full = self._backend.encode(text, text_pair)
+            ids, types = full.ids, full.type_ids
+        else:  # a slow (Python) tokenizer
+            full = self.tokenizer(text, text_pair, return_token_type_ids=True)
+            ids, types = full["input_ids"], full["token_type_ids"]
+        if len(ids) <= self.max_length:
+            return Encoded(ids, types, False)
+        cut = self.tokenizer(
+            text, text_pair, truncation=True, max_length=self.max_length, return_token_type_ids=True
+        )
+        return Encoded(cut["input_ids"], cut["token_type_ids"], True)
+
+    def encoded_instance(self, encoded: Encoded, text: str, text_pair: str | None = None) -> Instance:
+        """An unlabelled instance of `encode`'s output (its metadata says whether it was truncated)."""
+        return Instance({
+            "tokens": TransformerTextField(
+                input_ids=encoded.input_ids,
+                token_type_ids=encoded.token_type_ids,
+                attention_mask=[1] * len(encoded.input_ids),
+                padding_token_id=self.tokenizer.pad_token_id or 0,
+            ),
+            "metadata": MetadataField({"text": text, "text_pair": text_pair, "truncated": encoded.truncated}),
+        })
 
     def text_to_instance(  # type: ignore[override]
         self,
