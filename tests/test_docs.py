@@ -8,7 +8,8 @@ as written where that is fast and needs only shipped data; otherwise as a tiny v
   swapped for a tiny random BERT, one epoch, and the data paths pointed at fixture data in the same
   format (the configs' public releases served from 127.0.0.1 as test_releases.py does);
   `difficulty-labels` with 2 folds and 1 seed;
-- `allennlp evaluate / predict / calibrate / sweep / cascade / difficulty`: as written, in this process;
+- `allennlp evaluate / predict / calibrate / cascade / difficulty`: as written, in this process;
+  `allennlp sweep` too, timing 20 instances once (`--timing-instances 20 --repeats 1` appended);
 - `allennlp serve`: its app, in this process, which the page's `curl` lines then call;
 - `make TARGET`: `make -n TARGET` (the target exists and its recipe expands);
 - a benchmark script: its `--help`; `echo`, `printf`, `cat`, `mkdir`, `ls`: as written, by bash.
@@ -39,7 +40,7 @@ from sledge.dataset_readers.releases import RELEASES, Release, is_url
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\s*$")
-ALLENNLP_AS_WRITTEN = {"evaluate", "predict", "calibrate", "sweep", "cascade", "difficulty"}
+ALLENNLP_AS_WRITTEN = {"evaluate", "predict", "calibrate", "cascade", "difficulty"}
 SHELL = {"echo", "printf", "cat", "mkdir", "ls", "head"}
 E2E = ROOT / "fixtures" / "e2e"
 # Fixture data, per reader, for configs whose data is a local file: (train, validation, test).
@@ -104,7 +105,7 @@ def kind_of(command: Command) -> str | None:
     if program == "make" and len(argv) == 2:
         return "make"
     if program == "allennlp" and len(argv) > 1:
-        if argv[1] in ("train", "difficulty-labels"):
+        if argv[1] in ("train", "difficulty-labels", "sweep"):
             return "tiny-" + argv[1]
         if argv[1] in ALLENNLP_AS_WRITTEN:
             return "allennlp"
@@ -162,7 +163,8 @@ class Page:
 
     def __init__(self, work: Path, server, backbones, monkeypatch) -> None:
         self.work, self.server, self.backbones, self.monkeypatch = work, server, backbones, monkeypatch
-        self.apps: dict[str, TestClient] = {}
+        self.apps: dict[str, TestClient] = {}  # host:port -> the app last served there
+        self.clients: list[TestClient] = []
 
     def run(self, command: Command) -> None:
         kind = kind_of(command)
@@ -203,6 +205,9 @@ class Page:
         allennlp("train", parsed.config, "-s", parsed.serialization_dir, *rest,
                  "-o", json.dumps(overrides))
         Page.trained.setdefault(key, target)
+
+    def tiny_sweep(self, command: Command) -> None:
+        allennlp(*command.argv[1:], "--timing-instances", "20", "--repeats", "1")
 
     def tiny_difficulty_labels(self, command: Command) -> None:
         argv = command.argv[2:]
@@ -253,6 +258,7 @@ class Page:
         args = parser.parse_args(command.argv[1:])
         client = TestClient(create_app(lambda: load(args)))
         client.__enter__()
+        self.clients.append(client)
         self.apps[f"{args.host}:{args.port}"] = client
 
     def curl(self, command: Command) -> None:
@@ -275,7 +281,7 @@ class Page:
         assert response.status_code == 200, response.text
 
     def close(self) -> None:
-        for client in self.apps.values():
+        for client in self.clients:
             client.__exit__(None, None, None)
 
 
@@ -299,6 +305,7 @@ def served_releases():
 
 def scratch_root(work: Path) -> Path:
     """A folder that looks like the repository root (links to its files) with a `runs/` of its own."""
+    work.mkdir()
     for entry in ROOT.iterdir():
         if entry.name not in ("runs", ".git"):
             (work / entry.name).symlink_to(entry)

@@ -208,8 +208,12 @@ def test_serve_checks_the_archive_before_it_starts(broken, no_model_loads):
                            ("unknown", "names the model type 'sledge_nope', which is not registered")):
         with pytest.raises(SledgeError, match=expected):
             serve_from_args(serve_args(broken[case], host="127.0.0.1", port=1))
-    with pytest.raises(SledgeError, match=r"the weights do not fit the model"):
+
+
+def test_serve_loading_weights_that_do_not_fit_is_one_line(broken):
+    with pytest.raises(SledgeError) as error:
         load(serve_args(broken["mismatch"]))
+    assert "the weights do not fit the model" in one_line(error.value)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -299,7 +303,8 @@ def test_a_hubless_allennlp_train_of_the_paper_config_ends_in_one_line(tmp_path)
     result = run_allennlp("train", "training_config/agnews.jsonnet", "-s", str(tmp_path / "ag"),
                           "--include-package", "sledge", env={"HF_HUB_OFFLINE": "1"})
     line = the_error(result, "train")
-    assert "backbone 'bert-large-uncased' could not be loaded" in line
+    assert ("backbone 'bert-large-uncased' (dataset_reader.transformer_model of training_config/agnews.jsonnet) "
+            "could not be loaded") in line
     assert "training_config/agnews_minilm.jsonnet is the CPU-sized config that works offline" in line
     assert not (tmp_path / "ag").exists()
 
