@@ -303,8 +303,8 @@ def test_a_hubless_allennlp_train_of_the_paper_config_ends_in_one_line(tmp_path)
     result = run_allennlp("train", "training_config/agnews.jsonnet", "-s", str(tmp_path / "ag"),
                           "--include-package", "sledge", env={"HF_HUB_OFFLINE": "1"})
     line = the_error(result, "train")
-    assert ("backbone 'bert-large-uncased' (dataset_reader.transformer_model of training_config/agnews.jsonnet) "
-            "could not be loaded") in line
+    assert ("backbone 'bert-large-uncased' (dataset_reader.transformer_model of "
+            "training_config/agnews.jsonnet) could not be loaded") in line
     assert "training_config/agnews_minilm.jsonnet is the CPU-sized config that works offline" in line
     assert not (tmp_path / "ag").exists()
 
