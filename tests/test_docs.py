@@ -197,7 +197,7 @@ class Page:
         args.add_argument("-o", "--overrides", default="")
         parsed, rest = args.parse_known_args(command.argv[2:])
         overrides = self.tiny_overrides(parsed.config, parsed.overrides)
-        key = json.dumps([parsed.config, parsed.overrides, sorted(rest)])
+        key = json.dumps([parsed.config, overrides, sorted(rest)], sort_keys=True)  # what really trains
         target = self.work / parsed.serialization_dir
         if key in Page.trained and not target.exists():
             shutil.copytree(Page.trained[key], target)
