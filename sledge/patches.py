@@ -11,11 +11,17 @@ its work:
   `weights_only=True`, whatever `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` says.
 - `allennlp.commands.predict._PredictManager` -> `SafePredictManager`: every input line checked before
   anything is predicted, `--output-file` renamed into place only on success.
-- `allennlp.commands.predict._get_predictor`: the input file, `--batch-size` and `--output-file`
-  checked before the archive is loaded.
+- `allennlp.commands.predict._get_predictor`: `-o`, `--cuda-device`, the archive (its config and model
+  type), the input file, `--batch-size` and `--output-file` checked before the archive is loaded.
 - `allennlp.commands.evaluate.evaluate_from_archive`: see `guard_evaluate`.
-- Under the `allennlp` command line, a `SledgeError` is printed as one line without a traceback
-  (`SLEDGE_TRACEBACK=1` shows it).
+- `allennlp.commands.train.train_model_from_file`: the config checked before anything is built (see
+  `sledge.commands.checks.check_training_config`: overrides, CUDA, backbones, local data paths).
+- `allennlp.common.params.parse_overrides`: `-o` must be valid JSON with finite numbers (one line
+  naming the key otherwise; AllenNLP's Jsonnet overrides still work).
+- `allennlp.common.from_params.construct_arg`: a config value of the wrong type (`"0.9"` where a
+  number belongs) is a `SledgeError` naming the parameter and the value.
+- Under the `allennlp` command line, a `SledgeError` (or AllenNLP's `ConfigurationError`, a config
+  mistake) is printed as one line without a traceback (`SLEDGE_TRACEBACK=1` shows it).
 """
 
 import argparse
@@ -28,10 +34,15 @@ from typing import Any
 
 import allennlp.commands.evaluate
 import allennlp.commands.predict
+import allennlp.commands.train
+import allennlp.common.from_params
+import allennlp.common.params
 import allennlp.models.archival
 import allennlp.nn.util
+from allennlp.common.checks import ConfigurationError
 
 from sledge import archival
+from sledge.commands.checks import check_archive, check_cuda, check_overrides, check_training_config
 from sledge.commands.evaluate_guard import guard_evaluate
 from sledge.commands.predict_manager import SafePredictManager
 from sledge.errors import SledgeError
@@ -43,7 +54,9 @@ ORIGINALS: dict[str, Callable[..., Any]] = {}
 def _checked_get_predictor(get_predictor: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(get_predictor)
     def checked(args: argparse.Namespace) -> Any:
-        check_input_path(args.archive_file, "archive_file")
+        check_overrides(args.overrides)
+        check_cuda(args.cuda_device)
+        check_archive(args.archive_file, "archive_file", args.overrides)
         if args.input_file != "-":
             check_input_path(args.input_file, "input_file", file=True)
         if args.batch_size < 1:
@@ -57,11 +70,53 @@ def _checked_get_predictor(get_predictor: Callable[..., Any]) -> Callable[..., A
     return checked
 
 
+def _checked_train(train_model_from_file: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(train_model_from_file)
+    def checked(parameter_filename: Any, serialization_dir: Any, overrides: Any = "", *args, **kwargs) -> Any:
+        check_training_config(str(parameter_filename), overrides)
+        return train_model_from_file(parameter_filename, serialization_dir, overrides, *args, **kwargs)
+
+    return checked
+
+
+def _checked_parse_overrides(parse_overrides: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(parse_overrides)
+    def checked(serialized_overrides: str, ext_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        check_overrides(serialized_overrides)
+        return parse_overrides(serialized_overrides, ext_vars)
+
+    return checked
+
+
+_KINDS = {int: "an integer", bool: "true or false", float: "a number", str: "a string"}
+
+
+def _checked_construct_arg(construct_arg: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(construct_arg)
+    def checked(class_name: str, argument_name: str, popped_params: Any, annotation: Any, *args, **kwargs):
+        try:
+            return construct_arg(class_name, argument_name, popped_params, annotation, *args, **kwargs)
+        except TypeError as error:
+            if annotation not in _KINDS or not str(error).startswith("Expected "):
+                raise
+            hint = ""
+            if isinstance(popped_params, str) and annotation in (int, float):
+                hint = f"; write {popped_params} without quotes"
+            raise SledgeError(
+                f"{argument_name} (of {class_name}) must be {_KINDS[annotation]}, got {popped_params!r} "
+                f"({type(popped_params).__name__}) in the config or -o{hint}"
+            ) from None
+
+    return checked
+
+
 def _excepthook(previous: Callable[..., Any]) -> Callable[..., Any]:
     def hook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
-        if issubclass(kind, SledgeError) and not os.environ.get("SLEDGE_TRACEBACK"):
+        one_line = issubclass(kind, (SledgeError, ConfigurationError))
+        if one_line and not os.environ.get("SLEDGE_TRACEBACK"):
             command = " ".join(sys.argv[1:2])
-            print(f"allennlp {command}: error: {error}", file=sys.stderr)
+            message = " ".join(str(error).split())  # one line, whatever the message
+            print(f"allennlp {command}: error: {message}", file=sys.stderr)
         else:
             previous(kind, error, traceback)
 
@@ -76,11 +131,17 @@ def apply() -> None:
     ORIGINALS["read_state_dict"] = allennlp.nn.util.read_state_dict
     ORIGINALS["_get_predictor"] = allennlp.commands.predict._get_predictor
     ORIGINALS["evaluate_from_archive"] = allennlp.commands.evaluate.evaluate_from_archive
+    ORIGINALS["train_model_from_file"] = allennlp.commands.train.train_model_from_file
+    ORIGINALS["parse_overrides"] = allennlp.common.params.parse_overrides
+    ORIGINALS["construct_arg"] = allennlp.common.from_params.construct_arg
     allennlp.models.archival.extracted_archive = archival.extracted_archive
     allennlp.nn.util.read_state_dict = archival.read_state_dict
     allennlp.commands.predict._PredictManager = SafePredictManager
     allennlp.commands.predict._get_predictor = _checked_get_predictor(ORIGINALS["_get_predictor"])
     allennlp.commands.evaluate.evaluate_from_archive = guard_evaluate(ORIGINALS["evaluate_from_archive"])
+    allennlp.commands.train.train_model_from_file = _checked_train(ORIGINALS["train_model_from_file"])
+    allennlp.common.params.parse_overrides = _checked_parse_overrides(ORIGINALS["parse_overrides"])
+    allennlp.common.from_params.construct_arg = _checked_construct_arg(ORIGINALS["construct_arg"])
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     if program == "allennlp" or sys.argv[0].endswith(os.path.join("allennlp", "__main__.py")):
         sys.excepthook = _excepthook(sys.excepthook)

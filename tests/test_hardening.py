@@ -529,9 +529,10 @@ def test_the_ag_news_configs_read_the_official_files(tiny_bert):
 
     for name in ("agnews", "agnews_minilm"):
         raw = Params.from_file(str(ROOT / "training_config" / f"{name}.jsonnet")).as_dict()
-        assert raw["train_data_path"] == "data/ag_news/train.csv#train"
-        assert raw["validation_data_path"] == "data/ag_news/train.csv#dev"
-        assert raw["test_data_path"] == "data/ag_news/test.csv"
+        release = "https://drive.google.com/uc?export=download&id=0Bz8a_Dbh9QhbUDNpeUdjb0wxRms"
+        assert raw["train_data_path"] == release + "!ag_news_csv/train.csv#train"
+        assert raw["validation_data_path"] == release + "!ag_news_csv/train.csv#dev"
+        assert raw["test_data_path"] == release + "!ag_news_csv/test.csv"
 
 
 def test_workers_saving_the_backbone_at_once_leave_one_complete_copy_and_no_partial(tmp_path):

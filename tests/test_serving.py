@@ -169,7 +169,8 @@ def test_an_over_long_text_is_truncated_and_the_answer_says_so(archive):
 
 
 def test_the_server_tokenizes_every_text_exactly_as_the_reader_does(archive):
-    """The engine calls the tokenizer's backend itself for speed: the ids must be the reader's."""
+    """The reader's `encode` (the engine's and the Predictor's) calls the tokenizer's backend itself for
+    speed: the ids must be those of the reader's own tokenizer call."""
     engine = Engine(archive)
     reader = archive.validation_dataset_reader
     limit = reader.max_length
@@ -181,9 +182,10 @@ def test_the_server_tokenizes_every_text_exactly_as_the_reader_does(archive):
         assert (got.input_ids, got.token_type_ids) == (want["input_ids"], want["token_type_ids"]), text
         assert got.truncated == (len(reader.tokenizer(text)["input_ids"]) > limit)
     for first, second in zip(texts, reversed(texts)):  # text pairs go through the same backend call
-        want = reader.tokenizer(first, second, return_token_type_ids=True)
-        got = engine.backend.encode(first, second)
-        assert (got.ids, got.type_ids) == (want["input_ids"], want["token_type_ids"])
+        want = reader.tokenizer(first, second, truncation=True, max_length=limit, return_token_type_ids=True)
+        got = reader.encode(first, second)
+        assert (got.input_ids, got.token_type_ids) == (want["input_ids"], want["token_type_ids"])
+        assert got.truncated == (len(reader.tokenizer(first, second)["input_ids"]) > limit)
 
 
 def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered(archive, monkeypatch):

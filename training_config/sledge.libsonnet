@@ -6,6 +6,20 @@
 //     -o '{"model.layer_indices": [23], "train_data_path": "my/train.txt"}'
 // so the efficient baselines ([0], [4], [12]) and the standard baseline ([23]) come from one file.
 {
+  // The public releases the configs read, downloaded once by AllenNLP's cached_path into its cache and
+  // checked against the sha256 pinned in sledge/dataset_readers/releases.py. `URL!member` is a file or
+  // folder inside the archive; `#train` / `#dev` a seeded split of a release without a development set.
+  // Sources, sizes, licences, and the -o overrides that read local copies instead: docs/datasets.md.
+  releases:: {
+    ag_news: 'https://drive.google.com/uc?export=download&id=0Bz8a_Dbh9QhbUDNpeUdjb0wxRms',
+    imdb: 'http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz',
+    snli: 'https://nlp.stanford.edu/projects/snli/snli_1.0.zip',
+    mnli: 'https://cims.nyu.edu/~sbowman/multinli/multinli_1.0.zip',
+    rte: 'https://dl.fbaipublicfiles.com/glue/superglue/data/v2/RTE.zip',
+    stsb: 'http://ixa2.si.ehu.es/stswiki/images/4/48/Stsbenchmark.tar.gz',
+    sick: 'https://zenodo.org/record/2787612/files/SICK.zip?download=1',
+  },
+
   // The paper's setup (Schwartz et al. 2020): BERT-large, exits on layers 0, 4, 12, 23, dropout 0.1,
   // AdamW at 2e-5; 2 epochs for text classification, 4 for NLI.
   paper:: {

@@ -13,10 +13,11 @@ from allennlp.commands.subcommand import Subcommand
 from allennlp.models.archival import Archive
 
 from sledge.archival import CONFIG_NAME, WEIGHTS_NAME, read_config, stage_archive
+from sledge.commands.checks import check_archive
 from sledge.commands.common import load_sledge_archive
 from sledge.dataset_readers.base import BACKBONE_DIR
 from sledge.errors import SledgeError
-from sledge.files import check_input_path, check_output_file, replaced_on_success
+from sledge.files import check_output_file, replaced_on_success
 from sledge.models.sledge_cascade import MEMBER_KEYS, member_backbone
 
 
@@ -47,12 +48,12 @@ def build_cascade(archive_files: list[str], output_file: str) -> None:
     if len(archive_files) < 2:
         raise SledgeError(f"a cascade needs at least 2 archives, got {len(archive_files)}")
     for path in archive_files:
-        check_input_path(path, "archives")
+        check_archive(path, "archives")
     check_output_file(output_file, "--output-file")
     for path in archive_files:
         if Path(path).resolve() == Path(output_file).resolve():
             raise SledgeError(f"--output-file {output_file} is one of the member archives; choose another")
-    archives = [load_sledge_archive(path) for path in archive_files]
+    archives = [load_sledge_archive(path, option="archives") for path in archive_files]
     for path, archive in zip(archive_files, archives):
         layers = archive.model.core.layer_indices
         if len(layers) != 1 or not hasattr(archive.model.core, "encoder"):

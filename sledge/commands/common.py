@@ -3,25 +3,25 @@
 import io
 
 import torch
-from allennlp.common.checks import check_for_gpu
 from allennlp.data import Instance
 from allennlp.data.data_loaders import SimpleDataLoader
 from allennlp.models.archival import Archive, load_archive
 from allennlp.nn import util as nn_util
 from tqdm import tqdm
 
+from sledge.commands.checks import check_archive, check_cuda
 from sledge.errors import SledgeError
 from sledge.files import check_input_path
 from sledge.models.sledge_classifier import SledgeClassifier
 
 
-def load_sledge_archive(archive_file: str, cuda_device: int = -1) -> Archive:
+def load_sledge_archive(archive_file: str, cuda_device: int = -1, option: str = "archive_file") -> Archive:
     """
     Load a sledge model from an archive or a serialization folder (safely: see `sledge.archival`),
-    with a clear error if it is not one.
+    with a clear error if it is not one (checked before anything is loaded: see `check_archive`).
     """
-    check_input_path(archive_file, "archive_file")
-    check_for_gpu(cuda_device)
+    check_cuda(cuda_device)
+    check_archive(archive_file, option)
     archive = load_archive(archive_file, cuda_device=cuda_device)
     if not isinstance(archive.model, SledgeClassifier):
         raise SledgeError(f"{archive_file} holds a {type(archive.model).__name__}, not a sledge model")
@@ -41,10 +41,10 @@ def read_labelled(archive: Archive, data_path: str) -> list[Instance]:
 
 
 def check_inputs(archive_file: str, input_file: str, cuda_device: int = -1) -> None:
-    """Before any computation: the archive and the data exist, and the GPU asked for does."""
-    check_input_path(archive_file, "archive_file")
+    """Before any computation: the GPU asked for exists, the archive is one, and the data exists."""
+    check_cuda(cuda_device)
+    check_archive(archive_file, "archive_file")
     check_input_path(input_file, "input_file")
-    check_for_gpu(cuda_device)
 
 
 def tensor_batches(

@@ -14,7 +14,7 @@ from allennlp.common import Params
 
 from sledge.commands.arguments import positive_int
 from sledge.commands.common import exit_logits, load_sledge_archive, tensor_batches
-from sledge.dataset_readers.base import split_selector
+from sledge.dataset_readers.base import without_selectors
 from sledge.errors import SledgeError
 from sledge.files import check_input_path, check_output_file, write_atomically
 
@@ -139,7 +139,7 @@ def label(
     # prediction (the training data comes last, so its labels win where a line is in both).
     files: dict[str, dict[str, str]] = {}
     for path, lines in correct.items():
-        labels = files.setdefault(split_selector(path)[0], {})
+        labels = files.setdefault(without_selectors(path), {})
         labels.update({line: "easy" if right else "hard" for line, right in lines.items()})
     report = {
         "config": config_file,

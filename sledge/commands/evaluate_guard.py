@@ -9,14 +9,16 @@ from typing import Any
 from allennlp.common.params import parse_overrides, with_overrides
 
 from sledge.archival import read_config
+from sledge.commands.checks import check_archive, check_cuda, check_overrides
 from sledge.errors import SledgeError
 from sledge.files import check_input_path, check_output_file, partial_path
 
 
 def guard_evaluate(evaluate_from_archive: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
     """
-    Wrap AllenNLP's `evaluate_from_archive` so that, before anything is loaded, the archive and every
-    input file exist, `--batch-size` is at least 1 and every output file can be written; a
+    Wrap AllenNLP's `evaluate_from_archive` so that, before anything is loaded, `-o` is valid, the
+    CUDA device exists, the archive and its config (with a registered model type) and every input file
+    exist, `--batch-size` is at least 1 and every output file can be written; a
     `--batch-size` reaches a config whose data loader has a `batch_sampler` (as every sledge config)
     as that sampler's batch size, where AllenNLP would fail ("mutually exclusive"); and the metrics and
     predictions files are written to temporary names, renamed only when the evaluation succeeded.
@@ -32,7 +34,9 @@ def guard_evaluate(evaluate_from_archive: Callable[..., dict[str, Any]]) -> Call
         cmd_overrides: str | dict[str, Any] = "",
         **kwargs: Any,
     ) -> dict[str, Any]:
-        check_input_path(archive_file, "archive_file")
+        check_overrides(cmd_overrides)
+        check_cuda(kwargs.get("cuda_device", -1))
+        check_archive(str(archive_file), "archive_file", cmd_overrides)
         try:
             inputs = json.loads(f"[{input_file}]")  # AllenNLP's own rule: JSON blobs, else a comma list
         except json.JSONDecodeError:

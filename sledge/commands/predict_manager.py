@@ -27,6 +27,8 @@ class SafePredictManager(_PredictManager):
     - `--output-file` is written to a temporary file beside it and renamed when the whole run has
       succeeded, so a failed run leaves an existing file as it was, and two runs writing the same
       file each leave a complete output (the last to finish wins).
+    - At the end, on standard error: how many inputs were predicted and how many of them were longer
+      than the reader's `max_length` and cut to it (their outputs have `truncated: true`).
 
     Parameters as AllenNLP's; `batch_size` must be at least 1.
     """
@@ -51,10 +53,22 @@ class SafePredictManager(_PredictManager):
     def run(self) -> None:
         if self._output_path is None:
             super().run()
+        else:
+            with replaced_on_success(self._output_path) as output:
+                self._output_file = output
+                super().run()
+        self._report()
+
+    def _report(self) -> None:
+        predictor = self._predictor
+        if not hasattr(predictor, "truncated"):
             return
-        with replaced_on_success(self._output_path) as output:
-            self._output_file = output
-            super().run()
+        max_length = getattr(predictor._dataset_reader, "max_length", "?")
+        print(
+            f"allennlp predict: {predictor.predicted} input(s) predicted; {predictor.truncated} of them "
+            f"longer than max_length ({max_length} tokens) and cut to it (\"truncated\": true)",
+            file=sys.stderr,
+        )
 
     def _get_json_data(self) -> Iterator[JsonDict]:
         if self._input_file == "-":

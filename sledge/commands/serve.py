@@ -8,6 +8,7 @@ import torch
 from allennlp.commands.subcommand import Subcommand
 
 from sledge.commands.arguments import non_negative_float, positive_int, unit_float
+from sledge.commands.checks import check_archive
 from sledge.commands.common import exit_logits, load_sledge_archive, read_labelled, tensor_batches
 from sledge.errors import SledgeError
 from sledge.files import check_input_path
@@ -111,7 +112,7 @@ def serve_from_args(args: argparse.Namespace) -> None:
 
     from sledge.serving.app import create_app
 
-    check_input_path(args.archive_file, "archive_file")
+    check_archive(args.archive_file, "archive_file")
     for option, path in (("--sweep-json", args.sweep_json), ("--dev-file", args.dev_file)):
         if path is not None:
             check_input_path(path, option)
@@ -121,11 +122,21 @@ def serve_from_args(args: argparse.Namespace) -> None:
         raise SledgeError("--latency-budget-ms needs --sweep-json (the measured times)")
     if args.max_accuracy_drop is not None and args.sweep_json is None and args.dev_file is None:
         raise SledgeError("--max-accuracy-drop needs --sweep-json or --dev-file")
-    app = create_app(lambda: load(args))
+    failures: list[str] = []
+
+    def stop(reason: str) -> None:  # the model could not be loaded: say why in one line, exit 1
+        failures.append(reason)
+        print(f"allennlp serve: error: {reason}", file=sys.stderr, flush=True)
+        server.should_exit = True
+
+    app = create_app(lambda: load(args), on_failure=stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
     # uvicorn answers SIGTERM gracefully, then hands the signal to the handler it found; AllenNLP's raises
     # SigTermReceived (a traceback, exit 1). After a graceful stop, exiting 0 is right.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    server.run()
+    if failures:
+        sys.exit(1)
 
 
 def load(args: argparse.Namespace):

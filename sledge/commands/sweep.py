@@ -17,6 +17,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from sledge.commands.arguments import positive_int, unit_float
+from sledge.commands.checks import check_archive
 from sledge.commands.common import (
     check_inputs,
     device_of,
@@ -28,7 +29,7 @@ from sledge.commands.common import (
     tensor_batches,
 )
 from sledge.errors import SledgeError
-from sledge.files import check_input_path, check_output_dir, write_files
+from sledge.files import check_output_dir, write_files
 from sledge.nn import (
     POLICIES,
     QUANTIZE,
@@ -258,7 +259,7 @@ def sweep(
     check_inputs(archive_file, input_file, cuda_device)
     for option, archives in (("--baseline", baselines), ("--also", also)):
         for label, path in (archives or {}).items():
-            check_input_path(path, f"{option} {label}")
+            check_archive(path, f"{option} {label}")
     if name in (also or {}):
         raise SledgeError(f"--also: {name!r} is the name of the swept model (--name); choose another")
     check_output_dir(output_dir, "--output-dir")

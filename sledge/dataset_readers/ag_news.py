@@ -42,6 +42,8 @@ class AgNewsReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "AG News"
+
     @staticmethod
     def _examples(local_path: str, file_path: str | Path) -> Iterator[Example]:
         with open(local_path, encoding="utf-8", newline="") as data:

@@ -1,24 +1,26 @@
 """What every sledge reader shares: the backbone's own tokenizer, instances, and clear errors."""
 
+import copy
 import json
 import os
 import random
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from allennlp.common.file_utils import cached_path
 from allennlp.data import DatasetReader, Instance
 from allennlp.data.fields import LabelField, MetadataField, TensorField, TransformerTextField
 from transformers import AutoTokenizer
 
 from sledge.dataset_readers.formats import Example
+from sledge.dataset_readers.releases import local_data_path
 from sledge.errors import MalformedInputError, SledgeError
 from sledge.nn.encoder import resolve_backbone
 
-__all__ = ["BACKBONE_DIR", "MalformedInputError", "SledgeReader", "backbone_path"]
+__all__ = ["BACKBONE_DIR", "Encoded", "MalformedInputError", "SledgeReader", "backbone_path"]
 
 BACKBONE_DIR = "backbone"  # where a serialization directory (and so an archive) keeps the backbone
 
@@ -28,6 +30,15 @@ def backbone_path(transformer_model: str, serialization_dir: str | None) -> str:
     if serialization_dir is not None and (Path(serialization_dir) / BACKBONE_DIR).is_dir():
         return str(Path(serialization_dir) / BACKBONE_DIR)
     return resolve_backbone(transformer_model)
+
+
+@dataclass
+class Encoded:
+    """One instance, tokenized: its ids and segment ids, and whether it was cut to the maximum length."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    truncated: bool
 
 
 class SledgeReader(DatasetReader):
@@ -41,10 +52,15 @@ class SledgeReader(DatasetReader):
     loaded from an archive, whose `vocabulary/labels.txt` the reader reads) labels the model was
     never trained on are errors naming the file and the lines.
 
+    A data path is a local file or folder, or a public release's URL (`URL!member` for a member of
+    an archive), downloaded once by AllenNLP's `cached_path` and checked against its pinned sha256
+    (see `sledge.dataset_readers.releases`).
+
     A dataset released without a development set is split by the data path: `train.csv#train` is
     the file without a seeded random `dev_fraction` of its examples, `train.csv#dev` is that
     fraction, and `train.csv` is the whole file. The split is the same on every machine and run for
-    the same file, `dev_fraction` and `split_seed`.
+    the same file, `dev_fraction` and `split_seed`. A format that marks its own splits in a column
+    (SICK's `SemEval_set`) is selected with `#COLUMN=VALUE`, e.g. `SICK.txt#SemEval_set=TRIAL`.
 
     Parameters
     ----------
@@ -67,8 +83,12 @@ class SledgeReader(DatasetReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    # The dataset the format belongs to, as error messages name it.
+    dataset = "the dataset"
     # Whether an instance is a text pair: True (pairs), False (single texts), None (either).
     text_pairs: bool | None = False
+    # The column by which `#COLUMN=VALUE` selects examples (their `subset`), where the format has one.
+    subset_column: str | None = None
     # Whether labels are float scores (a `TensorField`: regression) rather than classes (a `LabelField`).
     regression = False
 
@@ -86,6 +106,12 @@ class SledgeReader(DatasetReader):
         if not 0.0 < dev_fraction < 1.0:
             raise SledgeError(f"dataset_reader.dev_fraction must lie in (0, 1), got {dev_fraction}")
         self.tokenizer = AutoTokenizer.from_pretrained(backbone_path(transformer_model, serialization_dir))
+        # The fast tokenizer's Rust backend, called directly and never truncating (`encode`): the same ids
+        # and segments as the tokenizer's own call for texts that fit; that call cuts the others.
+        self._backend = copy.deepcopy(getattr(self.tokenizer, "backend_tokenizer", None))
+        if self._backend is not None:
+            self._backend.no_truncation()
+            self._backend.no_padding()
         self.max_length = max_length
         self.dev_fraction = dev_fraction
         self.split_seed = split_seed
@@ -94,16 +120,20 @@ class SledgeReader(DatasetReader):
 
     def examples(self, file_path: str) -> list[Example]:
         """The checked examples `_read` turns into instances, in the same order (with their lines)."""
-        path, parts = split_selector(str(file_path))
-        examples = list(self._examples(cached_path(path), path))
+        path, parts = split_selector(str(file_path), self.subset_column)
+        examples = list(self._examples(local_data_path(path, self.dataset), path))
         for part in parts:
-            examples = held_out(examples, part, self.dev_fraction, self.split_seed)
+            if "=" in part:
+                value = part.partition("=")[2]
+                examples = [example for example in examples if example.subset == value]
+            else:
+                examples = held_out(examples, part, self.dev_fraction, self.split_seed)
         self._check(examples, str(file_path))
         return examples
 
     def _read(self, file_path: str) -> Iterable[Instance]:
         examples = self.examples(file_path)
-        path = split_selector(str(file_path))[0]
+        path = without_selectors(str(file_path))
         labels = difficulty_of(self.difficulty, path)
         for example in self.shard_iterable(examples):
             easy = None
@@ -142,6 +172,36 @@ class SledgeReader(DatasetReader):
                 f"trained on: {described}. The model knows: {', '.join(sorted(self.known_labels or []))}"
             )
 
+    def encode(self, text: str, text_pair: str | None = None) -> Encoded:
+        """
+        Tokenize as `text_to_instance` does, and say whether the text (pair) was longer than `max_length`
+        tokens and so was cut to it: what `allennlp predict` and `allennlp serve` report as `truncated`.
+        """
+        if self._backend is not None:
+            full = self._backend.encode(text, text_pair)
+            ids, types = full.ids, full.type_ids
+        else:  # a slow (Python) tokenizer
+            full = self.tokenizer(text, text_pair, return_token_type_ids=True)
+            ids, types = full["input_ids"], full["token_type_ids"]
+        if len(ids) <= self.max_length:
+            return Encoded(ids, types, False)
+        cut = self.tokenizer(
+            text, text_pair, truncation=True, max_length=self.max_length, return_token_type_ids=True
+        )
+        return Encoded(cut["input_ids"], cut["token_type_ids"], True)
+
+    def encoded_instance(self, encoded: Encoded, text: str, text_pair: str | None = None) -> Instance:
+        """An unlabelled instance of `encode`'s output (its metadata says whether it was truncated)."""
+        return Instance({
+            "tokens": TransformerTextField(
+                input_ids=encoded.input_ids,
+                token_type_ids=encoded.token_type_ids,
+                attention_mask=[1] * len(encoded.input_ids),
+                padding_token_id=self.tokenizer.pad_token_id or 0,
+            ),
+            "metadata": MetadataField({"text": text, "text_pair": text_pair, "truncated": encoded.truncated}),
+        })
+
     def text_to_instance(  # type: ignore[override]
         self,
         text: str,
@@ -173,24 +233,32 @@ class SledgeReader(DatasetReader):
 FOLD = re.compile(r"(without-)?fold-(\d+)-of-(\d+)")
 
 
-def split_selector(file_path: str) -> tuple[str, list[str]]:
+def split_selector(file_path: str, subset_column: str | None = None) -> tuple[str, list[str]]:
     """
     `("x.csv", parts)` for `x.csv#part[#part...]`, each part `train`, `dev`, `fold-k-of-K` or
-    `without-fold-k-of-K`, applied left to right (`train.csv#train#fold-1-of-4`: the first of 4 folds
-    of the training part); `(file_path, [])` for a path without a selector (or an existing file whose
-    name has a '#').
+    `without-fold-k-of-K`, or `COLUMN=VALUE` where the reader's format has a `subset_column`, applied
+    left to right (`train.csv#train#fold-1-of-4`: the first of 4 folds of the training part);
+    `(file_path, [])` for a path without a selector (or an existing file whose name has a '#').
     """
     if "#" not in file_path or Path(file_path).exists():
         return file_path, []
     path, *parts = file_path.split("#")
     for part in parts:
         fold = FOLD.fullmatch(part)
+        if part.partition("=")[0] == subset_column and part.partition("=")[2]:
+            continue
         if part not in ("train", "dev") and not (fold and 1 <= int(fold.group(2)) <= int(fold.group(3))):
+            subset = f", #{subset_column}=VALUE" if subset_column else ""
             raise SledgeError(
                 f"{file_path}: unknown split {part!r} after '#'; use #train, #dev, #fold-k-of-K or "
-                "#without-fold-k-of-K (1 <= k <= K)"
+                f"#without-fold-k-of-K (1 <= k <= K){subset}"
             )
     return path, parts
+
+
+def without_selectors(file_path: str) -> str:
+    """The data file of `file_path`: the path before any `#selector` (an existing file as it is)."""
+    return file_path if Path(file_path).exists() else file_path.partition("#")[0]
 
 
 def held_out(examples: list[Example], part: str, fraction: float, seed: int) -> list[Example]:

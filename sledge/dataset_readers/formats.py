@@ -16,6 +16,7 @@ class Example(NamedTuple):
     label: str | None
     file: str | Path | None = None
     line: int | None = None
+    subset: str | None = None  # the format's own split of the example (SICK's SemEval_set), if any
 
 
 def numbered_lines(local_path: str | Path, file_path: str | Path) -> Iterator[tuple[int, str]]:
@@ -109,6 +110,12 @@ def headed_tsv(
                 f"{len(fields)} tab-separated field(s) where the header has {len(header)}",
             )
         yield line_number, dict(zip(header, fields, strict=True))
+
+
+def tsv_header(local_path: str | Path, file_path: str | Path) -> list[str]:
+    """The column names of a headed tab-separated file (its first non-blank line); [] for an empty file."""
+    first = next(numbered_lines(local_path, file_path), None)
+    return [] if first is None else first[1].split("\t")
 
 
 def non_empty(file_path: str | Path, line_number: int, value: str, what: str) -> str:

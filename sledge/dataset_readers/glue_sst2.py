@@ -35,6 +35,8 @@ class GlueSst2Reader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "GLUE SST-2"
+
     @staticmethod
     def _examples(local_path: str, file_path: str | Path) -> Iterator[Example]:
         for line_number, row in headed_tsv(local_path, file_path, required=["sentence"]):

@@ -38,6 +38,8 @@ class ImdbReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "IMDB"
+
     @staticmethod
     def _examples(local_path: str, file_path: str | Path) -> Iterator[Example]:
         split = Path(local_path)

@@ -47,6 +47,8 @@ class JsonlReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "the JSON-lines data"
+
     def __init__(
         self,
         transformer_model: str,

@@ -51,6 +51,8 @@ class MnliReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "MultiNLI"
+
     text_pairs = True
 
     def _examples(self, local_path: str, file_path: str | Path) -> Iterator[Example]:

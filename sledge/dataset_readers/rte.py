@@ -36,6 +36,8 @@ class RteReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "RTE"
+
     text_pairs = True
 
     @staticmethod

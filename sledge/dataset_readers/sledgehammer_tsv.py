@@ -37,6 +37,8 @@ class SledgehammerTsvReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "the SledgeHammer tsv data"
+
     text_pairs = None
 
     @staticmethod

@@ -35,6 +35,8 @@ class SnliReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "SNLI"
+
     text_pairs = True
 
     @staticmethod

@@ -33,6 +33,8 @@ class SstSentenceReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "SST-2 (sentence level)"
+
     @staticmethod
     def _examples(local_path: str, file_path: str | Path) -> Iterator[Example]:
         for line_number, line in numbered_lines(local_path, file_path):

