@@ -14,8 +14,11 @@ its work:
 - `allennlp.commands.predict._get_predictor`: the input file, `--batch-size` and `--output-file`
   checked before the archive is loaded.
 - `allennlp.commands.evaluate.evaluate_from_archive`: see `guard_evaluate`.
-- Under the `allennlp` command line, a `SledgeError` is printed as one line without a traceback
-  (`SLEDGE_TRACEBACK=1` shows it).
+- Under the `allennlp` command line, a `SledgeError` is printed as one line without a traceback, and
+  so are Ctrl-C (`allennlp predict: interrupted`; the process still ends as interrupted, status 130
+  in a shell) and SIGTERM (AllenNLP's `SigTermReceived`); `SLEDGE_TRACEBACK=1` shows the traceback.
+
+The patches use `sledge.archival` and the command guards; none of those imports this module.
 """
 
 import argparse
@@ -30,6 +33,7 @@ import allennlp.commands.evaluate
 import allennlp.commands.predict
 import allennlp.models.archival
 import allennlp.nn.util
+from allennlp.common.util import SigTermReceived
 
 from sledge import archival
 from sledge.commands.evaluate_guard import guard_evaluate
@@ -59,9 +63,13 @@ def _checked_get_predictor(get_predictor: Callable[..., Any]) -> Callable[..., A
 
 def _excepthook(previous: Callable[..., Any]) -> Callable[..., Any]:
     def hook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
+        command = " ".join(sys.argv[1:2])
         if issubclass(kind, SledgeError) and not os.environ.get("SLEDGE_TRACEBACK"):
-            command = " ".join(sys.argv[1:2])
             print(f"allennlp {command}: error: {error}", file=sys.stderr)
+        elif issubclass(kind, KeyboardInterrupt) and not os.environ.get("SLEDGE_TRACEBACK"):
+            print(f"allennlp {command}: interrupted", file=sys.stderr)
+        elif issubclass(kind, SigTermReceived) and not os.environ.get("SLEDGE_TRACEBACK"):
+            print(f"allennlp {command}: terminated (SIGTERM)", file=sys.stderr)
         else:
             previous(kind, error, traceback)
 

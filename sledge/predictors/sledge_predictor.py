@@ -4,7 +4,7 @@ from allennlp.common.util import JsonDict
 from allennlp.data import Instance
 from allennlp.predictors import Predictor
 
-from sledge.errors import SledgeError
+from sledge.errors import InvalidTextError, SledgeError, text_problem
 from sledge.nn import check_threshold
 
 
@@ -48,7 +48,8 @@ class SledgePredictor(Predictor):
         The text (and second text) of one input, or a `SledgeError` naming the key: the input must be
         a JSON object with a non-empty string `sentence` for a model of single texts, or non-empty
         strings `premise` and `hypothesis` for a model of text pairs (a reader that takes both, such
-        as `sledgehammer_tsv`, accepts either). Other keys are ignored.
+        as `sledgehammer_tsv`, accepts either), and a text holding a lone surrogate is an
+        `InvalidTextError`. Other keys are ignored.
         """
         if not isinstance(json_dict, dict):
             raise SledgeError(f"expected a JSON object, found {type(json_dict).__name__}")
@@ -92,7 +93,7 @@ class SledgePredictor(Predictor):
 
 
 def _text(json_dict: JsonDict, key: str) -> str:
-    """`json_dict[key]`, which must be a non-empty string."""
+    """`json_dict[key]`, which must be a non-empty string that a tokenizer can take (`InvalidTextError`)."""
     if key not in json_dict:
         raise SledgeError(f"missing key {key!r}")
     value = json_dict[key]
@@ -101,4 +102,7 @@ def _text(json_dict: JsonDict, key: str) -> str:
         raise SledgeError(f"key {key!r} must be a string, found {found}")
     if not value.strip():
         raise SledgeError(f"key {key!r} is empty")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidTextError(f"key {key!r} {problem}")
     return value
