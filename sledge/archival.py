@@ -62,6 +62,18 @@ def _check_member(archive_file: str, member: tarfile.TarInfo) -> None:
         )
 
 
+class _Counted:
+    """A binary file read through `read` only, counting the bytes (a pipe has no position to ask)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file, self.count = file, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.count += len(data)
+        return data
+
+
 class _Unpacked(io.RawIOBase):
     """
     The gzip-decompressed bytes of an archive file, refused (`ArchiveError`) as soon as they pass the
@@ -70,8 +82,9 @@ class _Unpacked(io.RawIOBase):
     """
 
     def __init__(self, archive_file: str, packed: IO[bytes], limits: ArchiveLimits) -> None:
-        self.archive_file, self.packed, self.limits = archive_file, packed, limits
-        self.gzip = gzip.GzipFile(fileobj=packed, mode="rb")
+        self.archive_file, self.limits = archive_file, limits
+        self.packed = _Counted(packed)
+        self.gzip = gzip.GzipFile(fileobj=self.packed, mode="rb")
         self.unpacked = 0
         # member data plus at most 1 KiB of headers per member allowed
         self.ceiling = limits.max_bytes + 1024 * limits.max_members + 2 * 1024 * 1024
@@ -86,7 +99,7 @@ class _Unpacked(io.RawIOBase):
         if self.unpacked > self.ceiling:
             raise refuse(self.archive_file, f"its contents unpack to more than {human(self.ceiling)}",
                          human(self.limits.max_bytes), "max_bytes")
-        packed = max(self.packed.tell(), 1)
+        packed = max(self.packed.count, 1)
         if self.unpacked > RATIO_FREE_BYTES and self.unpacked > self.limits.max_ratio * packed:
             raise refuse(
                 self.archive_file,
@@ -107,8 +120,9 @@ def _reading(archive_file: str) -> Iterator[tuple[tarfile.TarFile, Iterator[tarf
     """
     limits = ArchiveLimits.from_environment()
     try:
-        with open(archive_file, "rb") as packed, _Unpacked(archive_file, packed, limits) as stream:
-            with tarfile.open(fileobj=io.BufferedReader(stream, 1024 * 1024), mode="r|") as tar:
+        # unbuffered: a read returns what a pipe holds, rather than waiting for a full buffer
+        with open(archive_file, "rb", buffering=0) as packed, _Unpacked(archive_file, packed, limits) as raw:
+            with tarfile.open(fileobj=io.BufferedReader(raw, 1024 * 1024), mode="r|") as tar:
                 yield tar, _checked(archive_file, tar, limits)
     except ArchiveError:
         raise

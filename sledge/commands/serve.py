@@ -1,15 +1,11 @@
 """`allennlp serve`: an HTTP server of a sledge model, with dynamic or layer-level continuous batching."""
 
 import argparse
-import os
-import signal
-import socket
 import sys
 
 import torch
 from allennlp.commands.subcommand import Subcommand
 
-from sledge.archival import remove_extracted
 from sledge.commands.arguments import non_negative_float, positive_float, positive_int, unit_float
 from sledge.commands.common import exit_logits, load_sledge_archive, read_labelled, tensor_batches
 from sledge.errors import SledgeError
@@ -154,9 +150,8 @@ class Serve(Subcommand):
 
 
 def serve_from_args(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from sledge.serving.app import create_app
+    from sledge.serving.server import listening_socket, run
 
     check_input_path(args.archive_file, "archive_file")
     for option, path in (("--sweep-json", args.sweep_json), ("--dev-file", args.dev_file)):
@@ -176,49 +171,9 @@ def serve_from_args(args: argparse.Namespace) -> None:
         max_json_depth=args.max_json_depth,
         timeout_s=args.request_timeout_s,
     )
-    app = create_app(lambda: load(args), limits)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
-    # uvicorn stops gracefully on SIGINT or SIGTERM (a second SIGINT: at once), then hands each signal it
-    # caught to the handler it found: here, one that only notes it, so that the exit is ours to make.
-    received: list[int] = []
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda caught, _: received.append(caught))
-    server.run(sockets=[listener])
-    code = 130 if signal.SIGINT in received else 0
-    if server.force_exit or app.state.loader.is_alive():
-        # A second signal, or a stop while the model loads: the model or loader thread may be inside torch,
-        # where the interpreter's exit would abort it ("terminate called without an active exception").
-        # End the process now, leaving no extracted archive behind.
-        why = "a second signal" if server.force_exit else "the model was still loading"
-        print(f"sledge serve: stopped at once ({why}); nothing more was answered", file=sys.stderr)
-        remove_extracted()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    code = run(create_app(lambda: load(args), limits), listener)
     if code:
         sys.exit(code)
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to `host`:`port` (uvicorn listens on it); a `SledgeError` if that address is taken."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as error:
-        raise SledgeError(f"--host {host}: not an address this machine has ({error.strerror})") from None
-    listener = socket.socket(family, kind, proto)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(address)
-    except OSError as error:
-        listener.close()
-        raise SledgeError(
-            f"--port {port}: cannot listen on {host}:{port} ({error.strerror}); another server may be "
-            "running there: choose another --port"
-        ) from None
-    listener.set_inheritable(True)
-    return listener
 
 
 def load(args: argparse.Namespace):

@@ -136,6 +136,8 @@ def create_app(
         start = now()
         try:
             response = await answer(request, confidence_threshold, start + limits.timeout_s)
+        except asyncio.CancelledError:  # the server stops at once (a second Ctrl-C): say so, no traceback
+            response = error(503, "the server stopped before this request was answered", retry=True)
         except Exception as problem:  # noqa: BLE001 (a failure of this request only: answered and counted)
             response = error(500, f"the server failed on this request: {type(problem).__name__}: {problem}")
         return counted(response, start)
@@ -199,17 +201,17 @@ def create_app(
             return too_deep_answer()
         except (ValueError, UnicodeDecodeError) as problem:
             return error(400, f"the body is not valid JSON ({problem})")
-        if too_deep(parsed, limits.max_json_depth):
-            return too_deep_answer()
         single = isinstance(parsed, dict)
         instances = [parsed] if single else parsed
-        if not isinstance(instances, list) or not instances:
-            return error(422, "the body must be one instance (a JSON object) or a non-empty list of them")
-        if len(instances) > limits.max_instances:
+        if isinstance(instances, list) and len(instances) > limits.max_instances:  # before any walk
             return refused(
                 413, "instances", f"the request holds {len(instances):,} instances; this server takes at "
                 f"most {limits.max_instances:,} per request (--max-instances): send them in several requests"
             )
+        if too_deep(parsed, limits.max_json_depth):
+            return too_deep_answer()
+        if not isinstance(instances, list) or not instances:
+            return error(422, "the body must be one instance (a JSON object) or a non-empty list of them")
         try:
             rows, settings, cut = encode_all(
                 engine, instances, single, confidence_threshold, limits.max_text_chars

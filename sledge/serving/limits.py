@@ -40,16 +40,19 @@ class RequestLimits:
 
 
 def too_deep(value: object, limit: int) -> bool:
-    """Whether the parsed JSON `value` nests arrays and objects more than `limit` deep (`[{}]` is 2)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
+    """Whether the parsed JSON `value` nests arrays and objects more than `limit` deep (`[{}]` is 2): one
+    level at a time, visiting each array and object once."""
+    level, depth = ([value] if isinstance(value, (dict, list)) else []), 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        below = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, (dict, list)):
+                    below.append(child)
+        level = below
     return False
 
 
