@@ -14,6 +14,8 @@ its work:
 - `allennlp.commands.predict._get_predictor`: the input file, `--batch-size` and `--output-file`
   checked before the archive is loaded.
 - `allennlp.commands.evaluate.evaluate_from_archive`: see `guard_evaluate`.
+- `allennlp.common.logging.prepare_global_logging` (which `allennlp train` calls, and which puts an
+  exception hook of AllenNLP's in place, logging a traceback): sledge's hook is put back on top of it.
 - Under the `allennlp` command line, a `SledgeError` is printed as one line without a traceback, and
   so are Ctrl-C (`allennlp predict: interrupted`; the process still ends as interrupted, status 130
   in a shell) and SIGTERM (AllenNLP's `SigTermReceived`); `SLEDGE_TRACEBACK=1` shows the traceback.
@@ -31,6 +33,7 @@ from typing import Any
 
 import allennlp.commands.evaluate
 import allennlp.commands.predict
+import allennlp.common.logging
 import allennlp.models.archival
 import allennlp.nn.util
 from allennlp.common.util import SigTermReceived
@@ -73,7 +76,23 @@ def _excepthook(previous: Callable[..., Any]) -> Callable[..., Any]:
         else:
             previous(kind, error, traceback)
 
+    hook.sledge = True  # type: ignore[attr-defined]
     return hook
+
+
+def _keeping_excepthook(prepare: Callable[..., Any]) -> Callable[..., Any]:
+    """AllenNLP's `prepare_global_logging`, after which sledge's exception hook, if it was in place, is
+    put back on top of the one AllenNLP installs (which then handles what sledge's does not)."""
+
+    @functools.wraps(prepare)
+    def prepared(*args: Any, **kwargs: Any) -> Any:
+        ours = getattr(sys.excepthook, "sledge", False)
+        result = prepare(*args, **kwargs)
+        if ours and not getattr(sys.excepthook, "sledge", False):
+            sys.excepthook = _excepthook(sys.excepthook)
+        return result
+
+    return prepared
 
 
 def apply() -> None:
@@ -84,11 +103,13 @@ def apply() -> None:
     ORIGINALS["read_state_dict"] = allennlp.nn.util.read_state_dict
     ORIGINALS["_get_predictor"] = allennlp.commands.predict._get_predictor
     ORIGINALS["evaluate_from_archive"] = allennlp.commands.evaluate.evaluate_from_archive
+    ORIGINALS["prepare_global_logging"] = allennlp.common.logging.prepare_global_logging
     allennlp.models.archival.extracted_archive = archival.extracted_archive
     allennlp.nn.util.read_state_dict = archival.read_state_dict
     allennlp.commands.predict._PredictManager = SafePredictManager
     allennlp.commands.predict._get_predictor = _checked_get_predictor(ORIGINALS["_get_predictor"])
     allennlp.commands.evaluate.evaluate_from_archive = guard_evaluate(ORIGINALS["evaluate_from_archive"])
+    allennlp.common.logging.prepare_global_logging = _keeping_excepthook(ORIGINALS["prepare_global_logging"])
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     if program == "allennlp" or sys.argv[0].endswith(os.path.join("allennlp", "__main__.py")):
         sys.excepthook = _excepthook(sys.excepthook)

@@ -96,7 +96,11 @@ class SledgeReader(DatasetReader):
     def examples(self, file_path: str) -> list[Example]:
         """The checked examples `_read` turns into instances, in the same order (with their lines)."""
         path, parts = split_selector(str(file_path))
-        examples = list(self._examples(cached_path(path), path))
+        try:
+            local = cached_path(path)
+        except FileNotFoundError:
+            raise SledgeError(f"{path}: no such data file") from None
+        examples = list(self._examples(local, path))
         for part in parts:
             examples = held_out(examples, part, self.dev_fraction, self.split_seed)
         self._check(examples, str(file_path))

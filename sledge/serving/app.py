@@ -33,6 +33,7 @@ from sledge.serving.scheduler import Job, Scheduler, now
 # larger ones in a worker thread, so that one large request does not hold up everybody else's.
 INLINE_BODY_BYTES = 64 * 1024
 CLIENT_LEFT = 499  # the status counted for a request whose client disconnected (nobody reads it)
+TEXT_KEYS = ("sentence", "premise", "hypothesis")
 
 INSTANCE_SCHEMA = {
     "type": "object",
@@ -181,12 +182,12 @@ def create_app(
             async with asyncio.timeout(max(deadline - now(), 0.0)):
                 async for chunk in request.stream():
                     size += len(chunk)
-                    if size > limits.max_body_bytes:
-                        return too_large(f"more than {limits.max_body_bytes:,} bytes")
+                    if size > limits.max_body_bytes:  # no end declared: the connection is closed
+                        return too_large(f"more than {limits.max_body_bytes:,} bytes", close=True)
                     chunks.append(chunk)
         except TimeoutError:
             return refused(408, "body_time", f"the body was not complete within {limits.timeout_s:g} s "
-                                             "(--request-timeout-s)")
+                                             "(--request-timeout-s)", close=True)
         except ClientDisconnect:
             return Response(status_code=CLIENT_LEFT)
         return b"".join(chunks)
@@ -235,7 +236,7 @@ def create_app(
                 {answered, left}, timeout=max(deadline - now(), 0.0), return_when=asyncio.FIRST_COMPLETED
             )
         except asyncio.CancelledError:  # the server is stopping at once
-            scheduler.drop(job, "client_left")
+            scheduler.drop(job, "stopped")
             raise
         finally:
             left.cancel()
@@ -260,18 +261,21 @@ def create_app(
         server.metrics.rejected.inc()
         return error(503, "the server is busy: the request queue is full", retry=True)
 
-    def too_large(size: str) -> JSONResponse:
-        return refused(413, "body_bytes", f"the body is {size}; this server takes at most "
-                                          f"{limits.max_body_bytes:,} bytes per request (--max-body-bytes)")
+    def too_large(size: str, close: bool = False) -> JSONResponse:
+        detail = (
+            f"the body is {size}; this server takes at most {limits.max_body_bytes:,} bytes per request "
+            "(--max-body-bytes)"
+        )
+        return refused(413, "body_bytes", detail, close)
 
     def too_deep_answer() -> JSONResponse:
         return refused(400, "json_depth", "the body nests arrays and objects more than "
                                           f"{limits.max_json_depth} deep (--max-json-depth)")
 
-    def refused(status: int, limit: str, detail: str) -> JSONResponse:
+    def refused(status: int, limit: str, detail: str, close: bool = False) -> JSONResponse:
         if server.metrics is not None:
             server.metrics.refused.labels(limit=limit).inc()
-        return error(status, detail)
+        return error(status, detail, close=close)
 
     return app
 
@@ -298,7 +302,7 @@ def encode_all(
         key = f"{where}key 'confidence_threshold'"
         settings.append(default if own is None else setting(engine, own, key))
         texts = {k: v for k, v in instance.items() if k != "confidence_threshold"}
-        long = [k for k, v in texts.items() if isinstance(v, str) and len(v) > max_text_chars]
+        long = [k for k in TEXT_KEYS if isinstance(texts.get(k), str) and len(texts[k]) > max_text_chars]
         for k in long:
             texts[k] = cut_text(texts[k], max_text_chars)
         try:
@@ -333,6 +337,10 @@ def setting(engine: Engine, value, where: str) -> float:
     return float(value)
 
 
-def error(status: int, detail: str, retry: bool = False) -> JSONResponse:
-    headers = {"Retry-After": "1"} if retry else None
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+def error(status: int, detail: str, retry: bool = False, close: bool = False) -> JSONResponse:
+    """The JSON error answer; `retry`: with Retry-After; `close`: the connection is closed after it (the
+    rest of a body that has no declared end, or comes too slowly, is not read)."""
+    headers = {"Retry-After": "1"} if retry else {}
+    if close:
+        headers["Connection"] = "close"
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)

@@ -63,7 +63,7 @@ class ServingMetrics:
         self.dropped = Counter(
             "sledge_dropped",
             "Requests given up, their work dropped: client_left (the client disconnected), timeout "
-            "(not answered within --request-timeout-s)",
+            "(not answered within --request-timeout-s), stopped (the server stopped at once)",
             ["reason"],
             registry=self.registry,
         )

@@ -128,7 +128,7 @@ class Scheduler:
 
     def drop(self, job: Job, reason: str) -> bool:
         """
-        Give `job` up (`reason`: `client_left` or `timeout`, counted in the metrics): it leaves the queue
+        Give `job` up (`reason`: `client_left`, `timeout` or `stopped`, counted): it leaves the queue
         and the model thread skips its rows. False if it was answered meanwhile (then it is not dropped).
         """
         if not job.future.cancel():
