@@ -20,8 +20,13 @@ its work:
   naming the key otherwise; AllenNLP's Jsonnet overrides still work).
 - `allennlp.common.from_params.construct_arg`: a config value of the wrong type (`"0.9"` where a
   number belongs) is a `SledgeError` naming the parameter and the value.
+- `allennlp.common.logging.prepare_global_logging` (which `allennlp train` calls, and which puts an
+  exception hook of AllenNLP's in place, logging a traceback): sledge's hook is put back on top of it.
 - Under the `allennlp` command line, a `SledgeError` (or AllenNLP's `ConfigurationError`, a config
-  mistake) is printed as one line without a traceback (`SLEDGE_TRACEBACK=1` shows it).
+  mistake) is printed as one line without a traceback, and so are Ctrl-C (`allennlp predict:
+  interrupted`; the process still ends as interrupted, status 130 in a shell) and SIGTERM (AllenNLP's `SigTermReceived`); `SLEDGE_TRACEBACK=1` shows the traceback.
+
+The patches use `sledge.archival` and the command guards; none of those imports this module.
 """
 
 import argparse
@@ -36,10 +41,12 @@ import allennlp.commands.evaluate
 import allennlp.commands.predict
 import allennlp.commands.train
 import allennlp.common.from_params
+import allennlp.common.logging
 import allennlp.common.params
 import allennlp.models.archival
 import allennlp.nn.util
 from allennlp.common.checks import ConfigurationError
+from allennlp.common.util import SigTermReceived
 
 from sledge import archival
 from sledge.commands.checks import check_archive, check_cuda, check_overrides, check_training_config
@@ -112,15 +119,35 @@ def _checked_construct_arg(construct_arg: Callable[..., Any]) -> Callable[..., A
 
 def _excepthook(previous: Callable[..., Any]) -> Callable[..., Any]:
     def hook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
-        one_line = issubclass(kind, (SledgeError, ConfigurationError))
-        if one_line and not os.environ.get("SLEDGE_TRACEBACK"):
-            command = " ".join(sys.argv[1:2])
+        command = " ".join(sys.argv[1:2])
+        quiet = not os.environ.get("SLEDGE_TRACEBACK")
+        if issubclass(kind, (SledgeError, ConfigurationError)) and quiet:
             message = " ".join(str(error).split())  # one line, whatever the message
             print(f"allennlp {command}: error: {message}", file=sys.stderr)
+        elif issubclass(kind, KeyboardInterrupt) and quiet:
+            print(f"allennlp {command}: interrupted", file=sys.stderr)
+        elif issubclass(kind, SigTermReceived) and quiet:
+            print(f"allennlp {command}: terminated (SIGTERM)", file=sys.stderr)
         else:
             previous(kind, error, traceback)
 
+    hook.sledge = True  # type: ignore[attr-defined]
     return hook
+
+
+def _keeping_excepthook(prepare: Callable[..., Any]) -> Callable[..., Any]:
+    """AllenNLP's `prepare_global_logging`, after which sledge's exception hook, if it was in place, is
+    put back on top of the one AllenNLP installs (which then handles what sledge's does not)."""
+
+    @functools.wraps(prepare)
+    def prepared(*args: Any, **kwargs: Any) -> Any:
+        ours = getattr(sys.excepthook, "sledge", False)
+        result = prepare(*args, **kwargs)
+        if ours and not getattr(sys.excepthook, "sledge", False):
+            sys.excepthook = _excepthook(sys.excepthook)
+        return result
+
+    return prepared
 
 
 def apply() -> None:
@@ -134,6 +161,7 @@ def apply() -> None:
     ORIGINALS["train_model_from_file"] = allennlp.commands.train.train_model_from_file
     ORIGINALS["parse_overrides"] = allennlp.common.params.parse_overrides
     ORIGINALS["construct_arg"] = allennlp.common.from_params.construct_arg
+    ORIGINALS["prepare_global_logging"] = allennlp.common.logging.prepare_global_logging
     allennlp.models.archival.extracted_archive = archival.extracted_archive
     allennlp.nn.util.read_state_dict = archival.read_state_dict
     allennlp.commands.predict._PredictManager = SafePredictManager
@@ -142,6 +170,7 @@ def apply() -> None:
     allennlp.commands.train.train_model_from_file = _checked_train(ORIGINALS["train_model_from_file"])
     allennlp.common.params.parse_overrides = _checked_parse_overrides(ORIGINALS["parse_overrides"])
     allennlp.common.from_params.construct_arg = _checked_construct_arg(ORIGINALS["construct_arg"])
+    allennlp.common.logging.prepare_global_logging = _keeping_excepthook(ORIGINALS["prepare_global_logging"])
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     if program == "allennlp" or sys.argv[0].endswith(os.path.join("allennlp", "__main__.py")):
         sys.excepthook = _excepthook(sys.excepthook)

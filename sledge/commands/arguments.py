@@ -35,3 +35,14 @@ def non_negative_float(text: str) -> float:
     if not math.isfinite(value) or value < 0.0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value:g}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0.0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value:g}")
+    return value

@@ -1,13 +1,12 @@
 """`allennlp serve`: an HTTP server of a sledge model, with dynamic or layer-level continuous batching."""
 
 import argparse
-import signal
 import sys
 
 import torch
 from allennlp.commands.subcommand import Subcommand
 
-from sledge.commands.arguments import non_negative_float, positive_int, unit_float
+from sledge.commands.arguments import non_negative_float, positive_float, positive_int, unit_float
 from sledge.commands.checks import check_archive
 from sledge.commands.common import exit_logits, load_sledge_archive, read_labelled, tensor_batches
 from sledge.errors import SledgeError
@@ -17,6 +16,7 @@ from sledge.serving.budget import OnlineThreshold, choose, for_accuracy_drop, sw
 from sledge.serving.continuous import DEADLINE_MS, MAX_SKIPS, ContinuousScheduler
 from sledge.serving.dynamic import DynamicScheduler
 from sledge.serving.engine import Engine
+from sledge.serving.limits import RequestLimits
 from sledge.serving.metrics import ServingMetrics
 
 SCHEDULERS = {"dynamic": DynamicScheduler, "continuous": ContinuousScheduler}
@@ -34,7 +34,12 @@ class Serve(Subcommand):
             "(Prometheus), /docs (OpenAPI). One thread runs the model: --scheduler dynamic gathers up to "
             "--batch-size rows or --max-wait-ms and runs the batched early-exit runner; continuous batches "
             "layer by layer, merging the rows of different requests that need the same layer. A full queue "
-            "answers 503 with Retry-After; SIGTERM stops accepting, answers what was accepted, then exits. "
+            "answers 503 with Retry-After. Every request is held to the limits below before it is queued "
+            "(body size 413, instances 413, JSON nesting 400, characters per text: cut and flagged "
+            "truncated; a lone surrogate in a text 400); a request whose client disconnects, or that is "
+            "not answered within --request-timeout-s (503 or 504), is given up and its work dropped. "
+            "SIGTERM or Ctrl-C stops accepting, answers the requests whose clients still wait, then exits "
+            "(0, or 130 after Ctrl-C); a second Ctrl-C exits at once. "
             "Instead of the archive's threshold: --max-accuracy-drop (with --sweep-json or --dev-file) or "
             "--latency-budget-ms (with --sweep-json); online mode keeps the agreement of early answers "
             "with the last exit at --online-agreement-target."
@@ -42,7 +47,9 @@ class Serve(Subcommand):
         subparser = parser.add_parser(self.name, description=description, help="Serve a model over HTTP.")
         subparser.add_argument("archive_file", help="a sledge model.tar.gz (multi-exit or cascade)")
         subparser.add_argument("--host", default="127.0.0.1")
-        subparser.add_argument("--port", type=int, default=8000)
+        subparser.add_argument(
+            "--port", type=int, default=8000, help="checked free before the model is loaded"
+        )
         subparser.add_argument("--batch-size", type=positive_int, default=32, help="rows per model call")
         subparser.add_argument(
             "--max-wait-ms", type=non_negative_float, default=5.0, help="dynamic: how long to gather"
@@ -63,6 +70,42 @@ class Serve(Subcommand):
             "fill calls, which on a 2-core CPU gave a longer tail under load)",
         )
         subparser.add_argument("--queue-size", type=positive_int, default=256, help="requests that may wait")
+        limits = RequestLimits()
+        subparser.add_argument(
+            "--max-body-bytes",
+            type=positive_int,
+            default=limits.max_body_bytes,
+            help="the largest request body, in bytes; larger is answered 413 before it is read (the "
+            "default, 1 MiB, holds about 256 texts of 4,000 characters)",
+        )
+        subparser.add_argument(
+            "--max-instances",
+            type=positive_int,
+            default=limits.max_instances,
+            help="the most instances in one request; more is answered 413 before any is tokenized",
+        )
+        subparser.add_argument(
+            "--max-text-chars",
+            type=positive_int,
+            default=limits.max_text_chars,
+            help="longer texts are cut to this many characters (at a space) before they are tokenized, and "
+            "their answer says truncated (the default is several times what 512 tokens take in ordinary "
+            "text)",
+        )
+        subparser.add_argument(
+            "--max-json-depth",
+            type=positive_int,
+            default=limits.max_json_depth,
+            help="the deepest nesting of arrays and objects in a body; deeper is answered 400 (a list of "
+            "instances is 2 deep)",
+        )
+        subparser.add_argument(
+            "--request-timeout-s",
+            type=positive_float,
+            default=limits.timeout_s,
+            help="seconds: a request not answered this long after it arrived is answered 503 (still "
+            "queued) or 504 (running) and its work dropped; a body not complete by then, 408",
+        )
         subparser.add_argument(
             "--scheduler",
             choices=sorted(SCHEDULERS),
@@ -108,9 +151,8 @@ class Serve(Subcommand):
 
 
 def serve_from_args(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from sledge.serving.app import create_app
+    from sledge.serving.server import listening_socket, run
 
     check_archive(args.archive_file, "archive_file")
     for option, path in (("--sweep-json", args.sweep_json), ("--dev-file", args.dev_file)):
@@ -122,21 +164,27 @@ def serve_from_args(args: argparse.Namespace) -> None:
         raise SledgeError("--latency-budget-ms needs --sweep-json (the measured times)")
     if args.max_accuracy_drop is not None and args.sweep_json is None and args.dev_file is None:
         raise SledgeError("--max-accuracy-drop needs --sweep-json or --dev-file")
+    listener = listening_socket(args.host, args.port)  # before the model loads: a busy port fails at once
+    limits = RequestLimits(
+        max_body_bytes=args.max_body_bytes,
+        max_instances=args.max_instances,
+        max_text_chars=args.max_text_chars,
+        max_json_depth=args.max_json_depth,
+        timeout_s=args.request_timeout_s,
+    )
     failures: list[str] = []
 
     def stop(reason: str) -> None:  # the model could not be loaded: say why in one line, exit 1
         failures.append(reason)
         print(f"allennlp serve: error: {reason}", file=sys.stderr, flush=True)
-        server.should_exit = True
+        app.state.stop_server()
 
-    app = create_app(lambda: load(args), on_failure=stop)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
-    # uvicorn answers SIGTERM gracefully, then hands the signal to the handler it found; AllenNLP's raises
-    # SigTermReceived (a traceback, exit 1). After a graceful stop, exiting 0 is right.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server.run()
+    app = create_app(lambda: load(args), limits, on_failure=stop)
+    code = run(app, listener)
     if failures:
         sys.exit(1)
+    if code:
+        sys.exit(code)
 
 
 def load(args: argparse.Namespace):

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 
 from sledge.dataset_readers.formats import Example
 from sledge.dataset_readers.releases import local_data_path
-from sledge.errors import MalformedInputError, SledgeError
+from sledge.errors import MalformedInputError, SledgeError, text_problem
 from sledge.nn.encoder import resolve_backbone
 
 __all__ = ["BACKBONE_DIR", "Encoded", "MalformedInputError", "SledgeReader", "backbone_path"]
@@ -48,7 +48,8 @@ class SledgeReader(DatasetReader):
 
     Subclasses implement `_examples` for one published format: the file's examples, each with
     `text`, `text_pair`, `label`, and the file and line it came from (see `formats.Example`). `_read`
-    checks them all before it tokenizes any: a file with no example, an empty text, or (for a model
+    checks them all before it tokenizes any: a file with no example, an empty text, a text no
+    tokenizer can take (a lone surrogate, from a JSON escape), or (for a model
     loaded from an archive, whose `vocabulary/labels.txt` the reader reads) labels the model was
     never trained on are errors naming the file and the lines.
 
@@ -160,6 +161,10 @@ class SledgeReader(DatasetReader):
                 raise MalformedInputError(*where, "empty second text of the pair")
             if self.text_pairs is True and example.text_pair is None:
                 raise MalformedInputError(*where, "not a text pair")
+            for text, which in ((example.text, "the text"), (example.text_pair, "the second text")):
+                problem = None if text is None else text_problem(text)
+                if problem is not None:
+                    raise MalformedInputError(*where, f"{which} {problem}")
             if self.known_labels is not None and example.label is not None and not self.regression:
                 if str(example.label) not in self.known_labels:
                     unknown.setdefault(str(example.label), []).append(example)

@@ -134,6 +134,19 @@ class LayerBatcher:
         """Drop every row in flight."""
         self.groups.clear()
 
+    def discard(self, gone: Callable[[Any], bool]) -> int:
+        """Drop the rows in flight whose key `gone` says is gone (their requests were given up); how many."""
+        kept, dropped = [], 0
+        for group in self.groups:
+            rows = [row for row, key in enumerate(group.keys) if not gone(key)]
+            dropped += len(group) - len(rows)
+            if len(rows) == len(group):
+                kept.append(group)
+            elif rows:
+                kept.append(group.select(torch.tensor(rows)))
+        self.groups = kept
+        return dropped
+
     @torch.no_grad()
     def add(
         self,

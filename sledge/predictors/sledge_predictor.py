@@ -8,7 +8,7 @@ from allennlp.data import Instance
 from allennlp.data.fields import TensorField
 from allennlp.predictors import Predictor
 
-from sledge.errors import SledgeError
+from sledge.errors import InvalidTextError, SledgeError, text_problem
 from sledge.nn import check_threshold
 
 THRESHOLD_KEY = "confidence_threshold"  # an instance's own threshold, as `allennlp serve` takes it
@@ -78,7 +78,7 @@ class SledgePredictor(Predictor):
         a JSON object with a non-empty string `sentence` for a model of single texts, or non-empty
         strings `premise` and `hypothesis` for a model of text pairs (a reader that takes both, such
         as `sledgehammer_tsv`, accepts either), and an optional `confidence_threshold` (see
-        `check_setting`). Other keys are ignored.
+        `check_setting`); a text holding a lone surrogate is an `InvalidTextError`. Other keys are ignored.
         """
         if not isinstance(json_dict, dict):
             raise SledgeError(f"expected a JSON object, found {type(json_dict).__name__}")
@@ -141,7 +141,7 @@ class SledgePredictor(Predictor):
 
 
 def _text(json_dict: JsonDict, key: str) -> str:
-    """`json_dict[key]`, which must be a non-empty string."""
+    """`json_dict[key]`, which must be a non-empty string that a tokenizer can take (`InvalidTextError`)."""
     if key not in json_dict:
         raise SledgeError(f"missing key {key!r}")
     value = json_dict[key]
@@ -150,4 +150,7 @@ def _text(json_dict: JsonDict, key: str) -> str:
         raise SledgeError(f"key {key!r} must be a string, found {found}")
     if not value.strip():
         raise SledgeError(f"key {key!r} is empty")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidTextError(f"key {key!r} {problem}")
     return value

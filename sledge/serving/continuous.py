@@ -20,8 +20,8 @@ class ContinuousScheduler(Scheduler):
     that in effect the oldest group's layer runs next; with `deadline_ms` > 0 and at most `batch_size`
     rows in flight, counting only the groups in flight that long when there are any: see
     `LayerBatcher`). A request is answered as soon as its last row leaves; a new request
-    never waits for an older batch to finish.
-    A failure in a step fails the requests whose rows were in flight. In online mode the sampled rows
+    never waits for an older batch to finish; the rows of a request given up leave before the next
+    step. A failure in a step fails the requests whose rows were in flight. In online mode the sampled rows
     also run, as shadow rows at threshold 1, to the last exit.
     """
 
@@ -47,8 +47,10 @@ class ContinuousScheduler(Scheduler):
                 break
             jobs.append(job)
             rows += len(job.rows)
+        jobs = [job for job in jobs if not job.given_up()]
         if jobs:
             self.admit(jobs)
+        self.forget_given_up()
         if not len(self.batcher):
             return
         try:
@@ -80,6 +82,16 @@ class ContinuousScheduler(Scheduler):
                 self.settle_shadow(job, row, early=label)
             if job.future.done() and not any(key[0] == id(job) for key in self.pending_shadow):
                 self.in_flight.pop(job_id, None)
+
+    def forget_given_up(self) -> None:
+        """The rows in flight of requests given up leave, with their shadow rows."""
+        gone = {job_id for job_id, job in self.in_flight.items() if job.given_up()}
+        if not gone:
+            return
+        self.batcher.discard(lambda key: key[1] in gone)
+        for job_id in gone:
+            del self.in_flight[job_id]
+        self.pending_shadow = {key: label for key, label in self.pending_shadow.items() if key[0] not in gone}
 
     def admit(self, jobs: list[Job]) -> None:
         """The requests that arrived join as one group (one embedding call), their shadow rows as another."""

@@ -9,8 +9,9 @@ class DynamicScheduler(Scheduler):
     """
     Takes the oldest request, then more until `batch_size` rows are gathered or `max_wait_ms` has
     passed since, and runs them as one batch of the batched early-exit runner (rows leave it at their
-    exits; the batch ends when its last row does). A failure fails that batch's requests only. In
-    online mode the sampled rows of the batch are run again to the last exit, and their labels compared.
+    exits; the batch ends when its last row does). A failure fails that batch's requests only. A
+    request given up while the batch was gathered is left out of it. In online mode the sampled rows of
+    the batch are run again to the last exit, and their labels compared.
     """
 
     def cycle(self) -> None:
@@ -24,6 +25,9 @@ class DynamicScheduler(Scheduler):
                 break
             jobs.append(job)
             rows += len(job.rows)
+        jobs = [job for job in jobs if not job.given_up()]
+        if not jobs:
+            return
         items = [(job, row) for job in jobs for row in range(len(job.rows))]
         settings = [setting for job in jobs for setting in self.settings_of(job)]
         try:

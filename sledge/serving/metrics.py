@@ -9,8 +9,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class ServingMetrics:
     """
     Counters and histograms of one server: requests by HTTP status, request latency, the rows each model
-    call ran, the exit layer of every answered instance, queue depth, rejected requests, and (online
-    mode) the current threshold and the live agreement of early answers with the last exit.
+    call ran, the exit layer of every answered instance, queue depth, rejected requests (a full queue),
+    requests refused by a request limit (by limit), texts cut to the most characters, requests given up
+    (their client left, or their time ran out), and (online mode) the current threshold and the live
+    agreement of early answers with the last exit. Every label takes a few fixed values, so the text
+    does not grow with what clients send.
 
     Parameters
     ----------
@@ -46,6 +49,23 @@ class ServingMetrics:
         )
         self.rejected = Counter(
             "sledge_rejected", "Requests refused because the queue was full", registry=self.registry
+        )
+        self.refused = Counter(
+            "sledge_refused",
+            "Requests refused by a request limit: body_bytes (413), instances (413), json_depth (400), "
+            "body_time (408)",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.cut_texts = Counter(
+            "sledge_cut_texts", "Texts cut to --max-text-chars before tokenizing", registry=self.registry
+        )
+        self.dropped = Counter(
+            "sledge_dropped",
+            "Requests given up, their work dropped: client_left (the client disconnected), timeout "
+            "(not answered within --request-timeout-s), stopped (the server stopped at once)",
+            ["reason"],
+            registry=self.registry,
         )
         self.threshold = Gauge(
             "sledge_threshold",
