@@ -24,7 +24,8 @@ its work:
   exception hook of AllenNLP's in place, logging a traceback): sledge's hook is put back on top of it.
 - Under the `allennlp` command line, a `SledgeError` (or AllenNLP's `ConfigurationError`, a config
   mistake) is printed as one line without a traceback, and so are Ctrl-C (`allennlp predict:
-  interrupted`; the process still ends as interrupted, status 130 in a shell) and SIGTERM (AllenNLP's `SigTermReceived`); `SLEDGE_TRACEBACK=1` shows the traceback.
+  interrupted`; the process still ends as interrupted, status 130 in a shell) and SIGTERM (AllenNLP's
+  `SigTermReceived`); `SLEDGE_TRACEBACK=1` shows the traceback.
 
 The patches use `sledge.archival` and the command guards; none of those imports this module.
 """
