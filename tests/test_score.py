@@ -22,7 +22,8 @@ needs_ray = pytest.mark.skipif(
 )
 
 OVERRIDES = json.dumps({"model.confidence_threshold": 0.55})
-TEXTS = [line.split(" ", 1)[1] for line in (ROOT / "data" / "sst2" / "stsa.binary.test").read_text().splitlines()]
+SST2_TEST = ROOT / "data" / "sst2" / "stsa.binary.test"
+TEXTS = [line.split(" ", 1)[1] for line in SST2_TEST.read_text().splitlines()]
 
 
 class Interrupted(Exception):
@@ -85,8 +86,8 @@ def corpus(tmp_path_factory, trained_run) -> dict:
     lines = [{"sentence": text} for *_, text in data["rows"]]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(ROOT)
-        predicted = predict_lines(trained_run["archive"], lines, work / "predict.jsonl", "--batch-size", "7",
-                                  "-o", OVERRIDES)
+        predicted = predict_lines(trained_run["archive"], lines, work / "predict.jsonl",
+                                  "--batch-size", "7", "-o", OVERRIDES)
     engine = Engine(load_sledge_archive(str(trained_run["archive"])))
     truncated = [engine.encode(line).truncated for line in lines]
     assert len({row["exit_layer"] for row in predicted}) >= 3  # the threshold leaves at several exits
@@ -116,7 +117,8 @@ def check_against_predict(outputs: list[dict], corpus: dict, indices: list[int])
         expected = corpus["predicted"][i]
         assert output["line"] == corpus["rows"][i][2]
         assert output["label"] == expected["label"]
-        assert (output["exit_layer"], output["exit_index"]) == (expected["exit_layer"], expected["exit_index"])
+        assert output["exit_layer"] == expected["exit_layer"]
+        assert output["exit_index"] == expected["exit_index"]
         assert output["probs"] == pytest.approx(expected["probs"], abs=1e-5)
         assert output["confidence"] == pytest.approx(expected["confidence"], abs=1e-5)
         assert output["truncated"] == corpus["truncated"][i]
@@ -170,12 +172,13 @@ def test_score_answers_as_predict_row_by_row_and_resumes_an_interrupted_run(corp
     summary = resumed["summary"]
     assert (summary["rows"], summary["parts"], summary["bad_rows"]) == (600, parts, 0)
     assert summary["parts_resumed"] == 2  # the two kept; the damaged one was scored again
-    assert summary["rows_resumed"] == resumed["rows_kept"] and summary["rows_scored"] == 600 - resumed["rows_kept"]
+    assert (summary["rows_resumed"], summary["rows_scored"]) == (resumed["rows_kept"], 600 - resumed["rows_kept"])
     for name, before in resumed["kept"].items():  # finished parts are not recomputed
         after = (output / name).stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert not list(output.glob(".*.partial"))
-    assert sorted(path.name for path in output.glob("part-*")) == [f"part-{i:05d}.parquet" for i in range(parts)]
+    names = sorted(path.name for path in output.glob("part-*"))
+    assert names == [f"part-{i:05d}.parquet" for i in range(parts)]
     check_against_predict(read_outputs(output), corpus, list(range(600)))
     layers = [row["exit_layer"] for row in corpus["predicted"]]
     shares = {str(k): pytest.approx(layers.count(k) / 600, abs=1e-6) for k in sorted(set(layers))}
@@ -202,9 +205,9 @@ def test_a_killed_actor_is_replaced_and_every_good_row_is_scored_once_bad_rows_l
 
     results: list[dict] = []
     output = corpus["work"] / "killed"
-    summary = score_files(corpus["archive"], [*corpus["inputs"], str(bad)], str(output), overrides=OVERRIDES,
-                          rows_per_part=25, actors=2, output_format="jsonl", skip_bad_rows=True,
-                          progress=False, on_part=kill_the_first_actor_that_answers)
+    summary = score_files(corpus["archive"], [*corpus["inputs"], str(bad)], str(output),
+                          overrides=OVERRIDES, rows_per_part=25, actors=2, output_format="jsonl",
+                          skip_bad_rows=True, progress=False, on_part=kill_the_first_actor_that_answers)
     pid, _ = killed[0]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the process is gone
@@ -216,7 +219,8 @@ def test_a_killed_actor_is_replaced_and_every_good_row_is_scored_once_bad_rows_l
     check_against_predict(outputs, corpus, list(range(600)))
     assert [(row["row"], row["line"]) for row in good] == [(0, 1), (4, 5)]
     listed = [json.loads(line) for line in (output / "bad_rows.jsonl").read_text().splitlines()]
-    assert [(row["file"], row["row"], row["line"]) for row in listed] == [(str(bad), i, i + 1) for i in (1, 2, 3)]
+    places = [(row["file"], row["row"], row["line"]) for row in listed]
+    assert places == [(str(bad), i, i + 1) for i in (1, 2, 3)]
     assert listed[0]["problem"] == "key 'sentence' is empty"
     assert listed[1]["problem"].startswith("not valid JSON")
     assert "needs the key 'sentence'" in listed[2]["problem"]
@@ -231,15 +235,19 @@ def test_score_dataset_adds_the_predictions_to_a_ray_dataset(corpus, local_ray):
 
     rows = [{"n": i, "sentence": text} for i, (*_, text) in enumerate(corpus["rows"][:40])]
     rows.append({"n": 40, "sentence": None})
-    scored = score_dataset(ray.data.from_items(rows), corpus["archive"], overrides=OVERRIDES, batch_size=6,
-                           rows_per_call=16).take_all()
+    dataset = ray.data.from_items(rows)
+    scored = score_dataset(dataset, corpus["archive"], overrides=OVERRIDES, batch_size=6, rows_per_call=16)
+    scored = scored.take_all()
     scored.sort(key=lambda row: row["n"])
     assert [row["n"] for row in scored] == list(range(41))
     for row, expected, cut in zip(scored[:40], corpus["predicted"], corpus["truncated"]):
         assert row["error"] is None and row["sentence"] == rows[row["n"]]["sentence"]
-        assert (row["label"], row["exit_layer"], row["truncated"]) == (expected["label"], expected["exit_layer"], cut)
+        assert (row["label"], row["exit_layer"], row["exit_index"]) == (
+            expected["label"], expected["exit_layer"], expected["exit_index"])
+        assert row["truncated"] == cut
         assert row["probs"] == pytest.approx(expected["probs"], abs=1e-5)
-    assert scored[40]["error"] == "key 'sentence' must be a string, found null" and scored[40]["label"] is None
+    assert scored[40]["error"] == "key 'sentence' must be a string, found null"
+    assert scored[40]["label"] is None and scored[40]["probs"] is None
 
 
 @needs_ray
@@ -294,5 +302,5 @@ def test_without_ray_score_says_how_to_install_it(tmp_path, monkeypatch):
     from sledge.errors import SledgeError
     from sledge.scoring import score_files
 
-    with pytest.raises(SledgeError, match=r"runs on Ray, which is not installed: pip install 'sledge\[ray\]'"):
+    with pytest.raises(SledgeError, match=r"on Ray, which is not installed: pip install 'sledge\[ray\]'"):
         score_files(str(tmp_path / "model.tar.gz"), [str(tmp_path / "x.jsonl")], str(tmp_path / "out"))

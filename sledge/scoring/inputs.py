@@ -96,7 +96,8 @@ def format_of(path: str) -> str:
     extension = os.path.splitext(path)[1].lower()
     if extension not in FORMATS:
         known = ", ".join(sorted(FORMATS))
-        raise SledgeError(f"input {path}: unknown format {extension or '(no extension)'!r}; use one of {known}")
+        found = extension or "(no extension)"
+        raise SledgeError(f"input {path}: unknown format {found!r}; use one of {known}")
     return FORMATS[extension]
 
 

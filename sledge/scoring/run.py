@@ -41,7 +41,7 @@ def score_files(
     inputs: list[str],
     output_dir: str,
     *,
-    overrides: str = "",
+    overrides: str | dict = "",
     batch_size: int = 32,
     output_format: str = "parquet",
     rows_per_part: int = 4096,
@@ -63,24 +63,16 @@ def score_files(
     they are listed in `bad_rows.jsonl` and the rest is scored). Rerun with the same arguments after
     an interruption, it resumes. Ray: joins `ray_address` if given (or the Ray this process already
     runs), else starts a local Ray on all cores and stops it at the end. `actors` (default: as many as
-    the cluster's CPUs (GPUs with `cuda_device` >= 0) allow) each load the model once, with
-    `cpus_per_actor` CPUs (torch threads) each, or one GPU each when `cuda_device` >= 0. `on_part` is
-    called with each part's result as it finishes.
+    the cluster's CPUs, or GPUs with `cuda_device` >= 0, allow) each load the model once, with
+    `cpus_per_actor` CPUs (and torch threads) each, or one GPU each when `cuda_device` >= 0. `on_part`
+    is called with each part's result as it finishes.
     """
     started = time.perf_counter()
     try:
         import ray.data  # noqa: F401
     except ImportError:
         raise SledgeError("scoring runs on Ray, which is not installed: pip install 'sledge[ray]'") from None
-    if output_format not in EXTENSIONS:
-        raise SledgeError(f"--output-format must be one of {', '.join(EXTENSIONS)}, got {output_format!r}")
-    for option, value in (("--batch-size", batch_size), ("--rows-per-part", rows_per_part)):
-        if value < 1:
-            raise SledgeError(f"{option} must be at least 1, got {value}")
-    if actors is not None and actors < 1:
-        raise SledgeError(f"--actors must be at least 1, got {actors}")
-    if cpus_per_actor <= 0:
-        raise SledgeError(f"--cpus-per-actor must be positive, got {cpus_per_actor}")
+    _check_options(output_format, batch_size, rows_per_part, actors, cpus_per_actor)
     check_input_path(archive_file, "archive_file")
     check_output_dir(output_dir, "--output-dir")
     files = expand(inputs)
@@ -93,14 +85,13 @@ def score_files(
         "skip_bad_rows": skip_bad_rows,
     }
     with _locked(folder):
-        load_start = time.perf_counter()
+        loaded = time.perf_counter()
         check = _check_json(archive_file, overrides)
-        driver_load_seconds = time.perf_counter() - load_start
-        plan_start = time.perf_counter()
-        manifest = _resumed(folder, settings, files)
-        if manifest is None:
-            manifest = _plan(folder, settings, files, check, rows_per_part, skip_bad_rows)
-        plan_seconds = time.perf_counter() - plan_start
+        planned = time.perf_counter()
+        manifest = _resumed(folder, settings, files) or _plan(
+            folder, settings, files, check, rows_per_part, skip_bad_rows
+        )
+        timings = {"driver_load_seconds": planned - loaded, "plan_seconds": time.perf_counter() - planned}
         parts = [Part(**part) for part in manifest["parts"]]
         remove_partials(folder)
         done = {}
@@ -109,15 +100,35 @@ def score_files(
             if found is not None:
                 done[part.name] = found
         pending = [part for part in parts if part.name not in done]
-        run: dict[str, Any] = {"results": [], "ray_start_seconds": None, "seconds": 0.0, "actors": 0}
+        run = None
         if pending:
-            run = _run_parts(
-                pending, archive_file, overrides, batch_size, folder, output_format, actors,
-                cpus_per_actor, cuda_device, ray_address, progress, on_part,
-            )
-        summary = _summary(manifest, done, run, started, driver_load_seconds, plan_seconds)
+            constructor = {
+                "archive_file": os.path.abspath(archive_file),
+                "overrides": overrides,
+                "batch_size": batch_size,
+                "cuda": cuda_device >= 0,
+                "threads": max(1, int(cpus_per_actor)),
+                "output_dir": str(folder.absolute()),
+                "output_format": output_format,
+            }
+            run = _run_parts(pending, constructor, actors, cpus_per_actor, ray_address, progress, on_part)
+        timings["wall_seconds"] = time.perf_counter() - started
+        summary = _summary(manifest, done, run, timings)
         write_atomically(folder / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
+
+
+def _check_options(
+    output_format: str, batch_size: int, rows_per_part: int, actors: int | None, cpus_per_actor: float
+) -> None:
+    if output_format not in EXTENSIONS:
+        raise SledgeError(f"--output-format must be one of {', '.join(EXTENSIONS)}, got {output_format!r}")
+    counts = (("--batch-size", batch_size), ("--rows-per-part", rows_per_part), ("--actors", actors))
+    for option, value in counts:
+        if value is not None and value < 1:
+            raise SledgeError(f"{option} must be at least 1, got {value}")
+    if cpus_per_actor <= 0:
+        raise SledgeError(f"--cpus-per-actor must be positive, got {cpus_per_actor}")
 
 
 def _normalized(overrides: str | dict) -> dict:
@@ -165,7 +176,7 @@ def _resumed(folder: Path, settings: dict, files: list[str]) -> dict | None:
     path = folder / MANIFEST
     if not path.exists():
         if any(entry.name.startswith("part-") for entry in os.scandir(folder)):
-            raise SledgeError(f"--output-dir {folder} holds part files but no {MANIFEST}; give another folder")
+            raise SledgeError(f"--output-dir {folder} holds part files but no {MANIFEST}; give another one")
         return None
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -199,45 +210,39 @@ def _plan(
     plans: list[FilePlan] = [plan_file(path, check, rows_per_part) for path in files]
     bad = [row for plan in plans for row in plan.bad]
     if bad and not skip_bad:
-        listed = "\n  ".join(where(row) for row in bad[:MAX_LISTED])
-        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
         if len(bad) == 1:
             raise SledgeError(f"{where(bad[0])} (nothing was scored; --skip-bad-rows scores the rest)")
+        listed = "\n  ".join(where(row) for row in bad[:MAX_LISTED])
+        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
         raise SledgeError(
             f"{len(bad)} bad rows, nothing was scored (--skip-bad-rows scores the rest):\n  {listed}{more}"
         )
     if not any(plan.rows for plan in plans):
         raise SledgeError(f"no input rows: {', '.join(files)} {'is' if len(files) == 1 else 'are'} empty")
-    parts = parts_of(plans, rows_per_part)
     if skip_bad:
         with replaced_on_success(folder / BAD_ROWS) as file:
             file.writelines(json.dumps(row) + "\n" for row in bad)
-    manifest = {
-        "settings": settings,
-        "inputs": [{**identity(plan.path), "format": plan.format, "rows": plan.rows, "bad_rows": len(plan.bad)}
-                   for plan in plans],
-        "bad_rows": bad[:MAX_LISTED],
-        "parts": [asdict(part) for part in parts],
-    }
+    inputs = [
+        {**identity(plan.path), "format": plan.format, "rows": plan.rows, "bad_rows": len(plan.bad)}
+        for plan in plans
+    ]
+    parts = [asdict(part) for part in parts_of(plans, rows_per_part)]
+    manifest = {"settings": settings, "inputs": inputs, "bad_rows": bad[:MAX_LISTED], "parts": parts}
     write_atomically(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     return manifest
 
 
 def _run_parts(
     pending: list[Part],
-    archive_file: str,
-    overrides: str | dict,
-    batch_size: int,
-    folder: Path,
-    output_format: str,
+    constructor: dict[str, Any],
     actors: int | None,
     cpus_per_actor: float,
-    cuda_device: int,
     ray_address: str | None,
     progress: bool,
     on_part: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
-    """Score the pending parts on a Ray Data actor pool; each part's result as its actor answered."""
+    """Score the pending parts on a Ray Data actor pool of `PartScorer`s built with `constructor`;
+    each part's result as its actor answered, and the times."""
     import ray
     import ray.data
     from tqdm import tqdm
@@ -247,31 +252,26 @@ def _run_parts(
     start = time.perf_counter()
     ours = not ray.is_initialized()
     if ours:
-        options = {"address": ray_address} if ray_address else {"address": "local", "include_dashboard": False}
-        ray.init(**options, logging_level=logging.WARNING)
+        if ray_address:
+            ray.init(address=ray_address, logging_level=logging.WARNING)
+        else:
+            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     ray_start_seconds = time.perf_counter() - start
     try:
-        actors = actors or _default_actors(cpus_per_actor, cuda_device >= 0)
-        _check_resources(actors, cpus_per_actor, cuda_device >= 0, ours and not ray_address)
+        cuda = constructor["cuda"]
+        actors = actors or _default_actors(cpus_per_actor, cuda)
+        _check_resources(actors, cpus_per_actor, cuda, ours and not ray_address)
         _quiet_ray_data()
         dataset = ray.data.from_items(
             [{"part": json.dumps(asdict(part))} for part in pending], override_num_blocks=len(pending)
         ).map_batches(
             PartScorer,
-            batch_size=1,
+            batch_size=1,  # one part a call: a retried call redoes one part
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,
-            num_gpus=1 if cuda_device >= 0 else None,
+            num_gpus=1 if cuda else None,
             runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning"}},
-            fn_constructor_kwargs={
-                "archive_file": os.path.abspath(archive_file),
-                "overrides": overrides,
-                "batch_size": batch_size,
-                "cuda": cuda_device >= 0,
-                "threads": max(1, int(cpus_per_actor)),
-                "output_dir": str(folder.absolute()),
-                "output_format": output_format,
-            },
+            fn_constructor_kwargs=constructor,
         )
         results = []
         execution_start = time.time()
@@ -279,22 +279,17 @@ def _run_parts(
         rows = iter(dataset.iter_rows())
         try:
             for row in rows:
-                result = json.loads(row["result"])
-                result["done_at"] = time.time()
+                result = {**json.loads(row["result"]), "done_at": time.time()}
                 results.append(result)
                 bar.update(result["rows"])
                 if on_part is not None:
                     on_part(result)
         finally:
             bar.close()
-            getattr(rows, "close", lambda: None)()
-        return {
-            "results": results,
-            "ray_start_seconds": ray_start_seconds,
-            "execution_start": execution_start,
-            "seconds": time.time() - execution_start,
-            "actors": actors,
-        }
+            getattr(rows, "close", lambda: None)()  # stops the actors at once if the loop was left early
+        seconds = time.time() - execution_start
+        return {"results": results, "ray_start_seconds": ray_start_seconds,
+                "execution_start": execution_start, "seconds": seconds, "actors": actors}
     finally:
         if ours:
             ray.shutdown()
@@ -310,98 +305,104 @@ def _default_actors(cpus_per_actor: float, cuda: bool) -> int:
 
 
 def _check_resources(actors: int, cpus_per_actor: float, cuda: bool, local: bool) -> None:
-    """On the local Ray of this run, which cannot grow: the actors asked for must fit, or they would
-    wait for ever."""
+    """The actors asked for fit the cluster: an error on the local Ray of this run (it cannot grow, so
+    they would wait for ever), a warning on a cluster (it may grow)."""
     import ray
 
     resources = ray.cluster_resources()
-    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
-    if actors * cpus_per_actor > cpus:
-        message = f"--actors {actors} x --cpus-per-actor {cpus_per_actor:g} needs {actors * cpus_per_actor:g} CPUs"
-        if local:
-            raise SledgeError(f"{message}; this machine's Ray has {cpus:g}")
-        logging.getLogger(__name__).warning("%s; the Ray cluster has %g now", message, cpus)
-    if cuda and actors > gpus:
-        message = f"--actors {actors} on GPUs needs {actors} GPUs"
-        if local:
-            raise SledgeError(f"{message}; this machine's Ray has {gpus:g}")
-        logging.getLogger(__name__).warning("%s; the Ray cluster has %g now", message, gpus)
-
-
-class _NoProgressBarNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Progress bars disabled" not in record.getMessage()
+    needs = [("CPUs", actors * cpus_per_actor, resources.get("CPU", 0))]
+    if cuda:
+        needs.append(("GPUs", actors, resources.get("GPU", 0)))
+    for what, wanted, there in needs:
+        if wanted > there:
+            each = f"{cpus_per_actor:g} CPUs" + (" and a GPU" if cuda else "")
+            message = f"{actors} actors of {each} need {wanted:g} {what}"
+            if local:
+                raise SledgeError(f"{message}; this machine's Ray has {there:g}")
+            logging.getLogger(__name__).warning("%s; the Ray cluster has %g now", message, there)
 
 
 def _quiet_ray_data() -> None:
-    """One progress bar (ours, in rows): Ray Data's bars and its execution notices off."""
+    """One progress bar (ours, in rows): Ray Data's bars, its notice that they are off and its execution
+    notices off."""
     import ray.data
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    logger = logging.getLogger("ray.data")
-    logger.setLevel(logging.WARNING)
-    if not any(isinstance(f, _NoProgressBarNotice) for f in logger.filters):
-        logger.addFilter(_NoProgressBarNotice())
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
-def _summary(
-    manifest: dict, done: dict, run: dict, started: float, driver_load_seconds: float, plan_seconds: float
-) -> dict[str, Any]:
+def _summary(manifest: dict, done: dict, run: dict | None, timings: dict[str, float]) -> dict[str, Any]:
     """What the run did: rows, speed, exit shares, actors, bad rows."""
     layers: Counter = Counter()
     truncated = 0
     for exit_layers, cut in done.values():
         layers += exit_layers
         truncated += cut
-    results = run["results"]
-    actors: dict[int, dict[str, Any]] = {}
+    results = run["results"] if run else []
     for result in results:
         layers += Counter({int(layer): count for layer, count in result["exit_layers"].items()})
         truncated += result["truncated"]
+    rows = sum(part["good"] for part in manifest["parts"])
+    scored = sum(result["rows"] for result in results)
+    total = sum(layers.values())
+    summary: dict[str, Any] = {
+        "rows": rows,
+        "bad_rows": sum(entry["bad_rows"] for entry in manifest["inputs"]),
+        "inputs": len(manifest["inputs"]),
+        "parts": len(manifest["parts"]),
+        "parts_resumed": len(done),
+        "rows_resumed": rows - scored,
+        "rows_scored": scored,
+        "seconds": None,
+        "rows_per_second": None,
+        "rows_per_second_after_ready": None,
+        **{name: round(value, 3) for name, value in timings.items()},
+        "ray_start_seconds": None,
+        "actors": 0,
+        "actor_processes": [],
+        "exit_shares": {str(layer): round(layers[layer] / total, 6) for layer in sorted(layers)},
+        "average_exit_layer": round(sum(k * n for k, n in layers.items()) / total, 4) if total else None,
+        "truncated": truncated,
+        "errors": manifest["bad_rows"],
+        "settings": manifest["settings"],
+    }
+    if run:
+        seconds = run["seconds"]
+        # From the moment the first actor was ready to the last part: throughput without start-up.
+        steady = max(result["done_at"] for result in results) - min(result["ready_at"] for result in results)
+        summary.update(
+            seconds=round(seconds, 3),
+            rows_per_second=round(scored / seconds, 2),
+            rows_per_second_after_ready=round(scored / steady, 2) if steady > 0 else None,
+            ray_start_seconds=round(run["ray_start_seconds"], 3),
+            actors=run["actors"],
+            actor_processes=_actors(results, run["execution_start"]),
+        )
+    return summary
+
+
+def _actors(results: list[dict[str, Any]], execution_start: float) -> list[dict[str, Any]]:
+    """Per actor process: host, model load time, when it was ready, memory, parts and rows, busy time."""
+    actors: dict[int, dict[str, Any]] = {}
+    for result in results:
         actor = actors.setdefault(result["pid"], {
-            "pid": result["pid"], "host": result["host"], "load_seconds": round(result["load_seconds"], 3),
-            "ready_after_seconds": round(result["ready_at"] - run["execution_start"], 3),
-            "rss_after_load_mb": round(result["rss_after_load_mb"], 1), "parts": 0, "rows": 0,
+            "pid": result["pid"],
+            "host": result["host"],
+            "load_seconds": round(result["load_seconds"], 3),
+            "ready_after_seconds": round(result["ready_at"] - execution_start, 3),
+            "rss_after_load_mb": round(result["rss_after_load_mb"], 1),
+            "parts": 0,
+            "rows": 0,
             "busy_seconds": 0.0,
         })
         actor["parts"] += 1
         actor["rows"] += result["rows"]
         actor["busy_seconds"] += result["seconds"]
         actor["peak_rss_mb"] = round(result["peak_rss_mb"], 1)
-    rows = sum(part["good"] for part in manifest["parts"])
-    scored = sum(result["rows"] for result in results)
-    seconds = run["seconds"]
-    ready = min((result["ready_at"] for result in results), default=None)
-    last = max((result["done_at"] for result in results), default=None)
-    total = sum(layers.values())
-    bad = sum(entry["bad_rows"] for entry in manifest["inputs"])
-    return {
-        "rows": rows,
-        "bad_rows": bad,
-        "inputs": len(manifest["inputs"]),
-        "parts": len(manifest["parts"]),
-        "parts_resumed": len(done),
-        "rows_resumed": rows - scored,
-        "rows_scored": scored,
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(scored / seconds, 2) if seconds else None,
-        "rows_per_second_after_ready": round(scored / (last - ready), 2) if results and last > ready else None,
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "ray_start_seconds": None if run["ray_start_seconds"] is None else round(run["ray_start_seconds"], 3),
-        "driver_load_seconds": round(driver_load_seconds, 3),
-        "plan_seconds": round(plan_seconds, 3),
-        "actors": run["actors"],
-        "actor_processes": [
-            {**actor, "busy_seconds": round(actor["busy_seconds"], 3),
-             "rows_per_busy_second": round(actor["rows"] / actor["busy_seconds"], 2)
-             if actor["busy_seconds"] else None}
-            for actor in actors.values()
-        ],
-        "exit_shares": {str(layer): round(layers[layer] / total, 6) for layer in sorted(layers)} if total else {},
-        "average_exit_layer": round(sum(layer * n for layer, n in layers.items()) / total, 4) if total else None,
-        "truncated": truncated,
-        "errors": manifest["bad_rows"],
-        "settings": manifest["settings"],
-    }
+    for actor in actors.values():
+        actor["rows_per_busy_second"] = round(actor["rows"] / actor["busy_seconds"], 2)
+        actor["busy_seconds"] = round(actor["busy_seconds"], 3)
+    return list(actors.values())
