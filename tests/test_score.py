@@ -34,8 +34,15 @@ class Interrupted(Exception):
 def local_ray():
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20,
-             logging_level=logging.WARNING)
+    for attempt in range(3):  # Ray gives its processes 30 s to start: a busy machine may need another go
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20,
+                     logging_level=logging.WARNING)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield
     ray.shutdown()
 
@@ -172,7 +179,8 @@ def test_score_answers_as_predict_row_by_row_and_resumes_an_interrupted_run(corp
     summary = resumed["summary"]
     assert (summary["rows"], summary["parts"], summary["bad_rows"]) == (600, parts, 0)
     assert summary["parts_resumed"] == 2  # the two kept; the damaged one was scored again
-    assert (summary["rows_resumed"], summary["rows_scored"]) == (resumed["rows_kept"], 600 - resumed["rows_kept"])
+    kept = resumed["rows_kept"]
+    assert (summary["rows_resumed"], summary["rows_scored"]) == (kept, 600 - kept)
     for name, before in resumed["kept"].items():  # finished parts are not recomputed
         after = (output / name).stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
@@ -304,3 +312,33 @@ def test_without_ray_score_says_how_to_install_it(tmp_path, monkeypatch):
 
     with pytest.raises(SledgeError, match=r"on Ray, which is not installed: pip install 'sledge\[ray\]'"):
         score_files(str(tmp_path / "model.tar.gz"), [str(tmp_path / "x.jsonl")], str(tmp_path / "out"))
+
+
+@needs_ray
+def test_an_input_changed_behind_size_and_time_fails_the_part_naming_the_file(corpus, resumed, tmp_path):
+    import shutil
+
+    from sledge.errors import SledgeError
+    from sledge.scoring import score_files
+
+    output = tmp_path / "copy"
+    shutil.copytree(resumed["output"], output)
+    (output / "part-00000.parquet").unlink()  # rows 0..39 of the JSON-lines file, to score again
+    jsonl = Path(corpus["inputs"][0])
+    original, status = jsonl.read_bytes(), jsonl.stat()
+    first = original.split(b"\n", 1)[0]
+    changed = b'{"sentence": 7' + b" " * (len(first) - 15) + b"}"  # as long, but not a text any more
+    try:
+        jsonl.write_bytes(changed + original[len(first):])
+        os.utime(jsonl, ns=(status.st_atime_ns, status.st_mtime_ns))
+        with pytest.raises(SledgeError) as error:
+            score_files(corpus["archive"], corpus["inputs"], str(output), overrides=OVERRIDES,
+                        rows_per_part=40, actors=1, progress=False)
+    finally:
+        jsonl.write_bytes(original)
+        os.utime(jsonl, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert str(error.value).startswith(
+        f"scoring stopped: RuntimeError: {jsonl} changed since it was planned: rows 0..39 hold 39 good rows, "
+        "not 40 (the finished parts are kept in"
+    )
+    assert not (output / "part-00000.parquet").exists() and (output / "part-00001.parquet").exists()

@@ -150,8 +150,8 @@ def parts_of(plans: list[FilePlan], rows_per_part: int) -> list[Part]:
 
 def read_part(part: Part) -> Iterator[Record]:
     """The rows of `part`, read from where it starts."""
-    start = records(part.file, part.format, part.start, part.offset, part.line)
-    for record, _ in zip(start, range(part.stop - part.start)):
+    rows = records(part.file, part.format, part.start, part.offset, part.line)
+    for _, record in zip(range(part.stop - part.start), rows):  # the count first: no row read past it
         yield record
 
 

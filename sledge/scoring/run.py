@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -252,10 +253,12 @@ def _run_parts(
     start = time.perf_counter()
     ours = not ray.is_initialized()
     if ours:
-        if ray_address:
-            ray.init(address=ray_address, logging_level=logging.WARNING)
-        else:
-            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
+        local = {"address": "local", "include_dashboard": False}
+        try:
+            ray.init(**({"address": ray_address} if ray_address else local), logging_level=logging.WARNING)
+        except Exception as error:  # Ray raises plain Exceptions and ConnectionErrors here
+            what = f"join the Ray cluster at {ray_address}" if ray_address else "start a local Ray"
+            raise SledgeError(f"could not {what}: {error}") from error
     ray_start_seconds = time.perf_counter() - start
     try:
         cuda = constructor["cuda"]
@@ -278,7 +281,7 @@ def _run_parts(
         bar = tqdm(total=sum(part.good for part in pending), unit=" rows", desc="score", disable=not progress)
         rows = iter(dataset.iter_rows())
         try:
-            for row in rows:
+            for row in _failing_clearly(rows, constructor["output_dir"]):
                 result = {**json.loads(row["result"]), "done_at": time.time()}
                 results.append(result)
                 bar.update(result["rows"])
@@ -293,6 +296,34 @@ def _run_parts(
     finally:
         if ours:
             ray.shutdown()
+
+
+def _failing_clearly(rows: Iterator[dict], output_dir: str) -> Iterator[dict]:
+    """`rows`; a failure inside Ray (an error in an actor, a lost cluster) as one `SledgeError` naming
+    its cause, instead of Ray's traceback of its worker (its log keeps it)."""
+    import ray.exceptions
+
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except ray.exceptions.RayError as error:
+            raise SledgeError(
+                f"scoring stopped: {_cause(error)} (the finished parts are kept in {output_dir}: run the "
+                "same command again to score the rest)"
+            ) from error
+        yield row
+
+
+def _cause(error: Exception) -> str:
+    """What went wrong in a Ray worker: the first 'SomeError: message' line of the worker's traceback
+    that Ray's error carries (not Ray's own wrappers), else the error's first line."""
+    for line in str(error).splitlines():
+        found = re.match(r"((?:\w+\.)*\w+(?:Error|Exception)): (.+)", line.strip())
+        if found and not found.group(1).startswith("ray."):
+            return found.group(0)
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _default_actors(cpus_per_actor: float, cuda: bool) -> int:
