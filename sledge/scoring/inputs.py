@@ -24,7 +24,11 @@ FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv
 
 @dataclass
 class Record:
-    """One row of an input file: its fields, or the problem that makes it unreadable."""
+    """
+    One row of an input file: `row` (0-based), `line` (1-based, where it starts; None for Parquet),
+    `offset` (the byte where it starts; None for Parquet), and its `fields` or the `problem` that
+    makes it unreadable.
+    """
 
     row: int
     line: int | None
@@ -35,7 +39,10 @@ class Record:
 
 @dataclass
 class Part:
-    """Rows `start` to `stop` (exclusive) of `file`, which begin at byte `offset` on line `line`."""
+    """
+    Part `index` of a run: rows `start` to `stop` (exclusive) of `file` (in `format`), which begin at
+    byte `offset` on line `line` (None for Parquet, read by row); `good` of them are to be scored.
+    """
 
     index: int
     file: str
@@ -53,7 +60,10 @@ class Part:
 
 @dataclass
 class FilePlan:
-    """What planning found in one input file."""
+    """
+    What planning found in the input file `path` (in `format`): its number of `rows`, its `bad` rows
+    and the `starts` (row, byte offset, line) of every `rows_per_part`-th row.
+    """
 
     path: str
     format: str

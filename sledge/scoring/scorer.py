@@ -33,8 +33,8 @@ class Scorer:
     ----------
     archive_file : `str`
         A sledge model.tar.gz (or serialization folder), readable where the actor runs.
-    overrides : `str`, optional (default = `""`)
-        As `allennlp predict -o`, e.g. `'{"model.confidence_threshold": 0.9}'`.
+    overrides : `str | dict`, optional (default = `""`)
+        As `allennlp predict -o` takes them, e.g. `'{"model.confidence_threshold": 0.9}'`.
     batch_size : `int`, optional (default = `32`)
         Rows per model call.
     cuda : `bool`, optional (default = `False`)
@@ -46,7 +46,7 @@ class Scorer:
     def __init__(
         self,
         archive_file: str,
-        overrides: str = "",
+        overrides: str | dict = "",
         batch_size: int = 32,
         cuda: bool = False,
         threads: int | None = None,
