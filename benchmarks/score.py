@@ -5,7 +5,7 @@ The corpus (default 100,000 rows of JSON lines, `{"sentence": ...}`) is built fr
 machine: the GLUE SST-2 phrases (`glue_SST-2/train.tsv`, `dev.tsv`, `test.tsv`: 67,349 + 872 + 1,821),
 the SST-2 sentences of Schwartz et al. (`stsa.binary.train/dev/test`: 6,920 + 872 + 1,821) and AG News
 (`ag_news/test.csv` and `partial_train_head580/train.csv`: title and description joined as the
-`ag_news` reader joins them: 7,600 + 580), 87,835 texts in all; they are shuffled (seed 2020) and
+`ag_news` reader joins them: 7,600 + 580), 87,836 non-empty texts in all; they are shuffled (seed 2020) and
 repeated from the start until the corpus has `--rows` rows, then cut into `--files` files for
 `score` (and written whole once more for `predict`, which reads one file). Repeats cost the model the
 same work as new texts (nothing is cached), and the mix keeps the lengths of real inputs: short SST-2
