@@ -5,7 +5,8 @@ from sledge.commands.calibrate import Calibrate
 from sledge.commands.cascade import CascadeCommand
 from sledge.commands.difficulty import Difficulty
 from sledge.commands.difficulty_labels import DifficultyLabels
+from sledge.commands.score import Score
 from sledge.commands.serve import Serve
 from sledge.commands.sweep import Sweep
 
-__all__ = ["Calibrate", "CascadeCommand", "Difficulty", "DifficultyLabels", "Serve", "Sweep"]
+__all__ = ["Calibrate", "CascadeCommand", "Difficulty", "DifficultyLabels", "Score", "Serve", "Sweep"]

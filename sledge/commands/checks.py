@@ -139,12 +139,17 @@ def check_cuda(device: int | list | None, option: str = "--cuda-device") -> None
         )
 
 
-def check_archive(path: str, option: str = "archive_file", overrides: str | dict | None = None) -> dict:
+def check_archive(
+    path: str, option: str = "archive_file", overrides: str | dict | None = None
+) -> dict | None:
     """
     Before a model is loaded: `path` is an archive (or a training run's serialization folder) with a
-    readable `config.json` whose model type is registered; returns that config (with `overrides`).
+    readable `config.json` whose model type is registered; returns that config (with `overrides`), or
+    None for an archive that can be read only once (a pipe): the loader checks it as it extracts it.
     """
     check_input_path(path, option)
+    if not os.path.isdir(path) and not Path(path).is_file():
+        return None
     if os.path.isdir(path) and not Path(path, "config.json").is_file():
         raise SledgeError(
             f"{option}: {path} is a folder without config.json; give a model.tar.gz, or the serialization "

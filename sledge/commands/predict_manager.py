@@ -1,6 +1,5 @@
 """`allennlp predict` once sledge is imported: every input line checked first, output renamed on success."""
 
-import json
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +10,7 @@ from allennlp.predictors.predictor import JsonDict, Predictor
 
 from sledge.errors import MalformedInputError, SledgeError
 from sledge.files import replaced_on_success
+from sledge.predictors.json_lines import parse_json_line
 
 MAX_REPORTED = 20  # bad lines listed in one error
 
@@ -108,33 +108,4 @@ class SafePredictManager(_PredictManager):
 
     def _check_line(self, file_name: str, line_number: int, raw: bytes | str) -> dict[str, Any] | None:
         """The line's JSON object, None for a blank line, or a `MalformedInputError` naming file and line."""
-        try:
-            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        except UnicodeDecodeError as error:
-            problem = f"not UTF-8 text (byte {error.start + 1} of the line)"
-            raise MalformedInputError(file_name, line_number, problem) from None
-        line = line.rstrip("\r\n")
-        if line_number == 1:
-            line = line.removeprefix("\ufeff")
-        if not line.strip():
-            return None
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            problem = f"not valid JSON: {error.msg} (column {error.colno})"
-            raise MalformedInputError(file_name, line_number, problem) from None
-        if not isinstance(record, dict):
-            problem = f"expected a JSON object, found {_json_type(record)}"
-            raise MalformedInputError(file_name, line_number, problem)
-        check = getattr(self._predictor, "check_json", None)
-        if check is not None:
-            try:
-                check(record)
-            except SledgeError as error:
-                raise MalformedInputError(file_name, line_number, str(error)) from None
-        return record
-
-
-def _json_type(value: Any) -> str:
-    names = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
+        return parse_json_line(file_name, line_number, raw, getattr(self._predictor, "check_json", None))
