@@ -15,7 +15,8 @@ its work:
   type), the input file, `--batch-size` and `--output-file` checked before the archive is loaded.
 - `allennlp.commands.evaluate.evaluate_from_archive`: see `guard_evaluate`.
 - `allennlp.commands.train.train_model_from_file`: the config checked before anything is built (see
-  `sledge.commands.checks.check_training_config`: overrides, CUDA, backbones, local data paths).
+  `sledge.commands.checks.check_training_config`: overrides, CUDA, backbones, local data paths); a run
+  that fails before its first checkpoint removes the serialization folder it created.
 - `allennlp.common.params.parse_overrides`: `-o` must be valid JSON with finite numbers (one line
   naming the key otherwise; AllenNLP's Jsonnet overrides still work).
 - `allennlp.common.from_params.construct_arg`: a config value of the wrong type (`"0.9"` where a
@@ -33,6 +34,7 @@ The patches use `sledge.archival` and the command guards; none of those imports 
 import argparse
 import functools
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -82,7 +84,17 @@ def _checked_train(train_model_from_file: Callable[..., Any]) -> Callable[..., A
     @functools.wraps(train_model_from_file)
     def checked(parameter_filename: Any, serialization_dir: Any, overrides: Any = "", *args, **kwargs) -> Any:
         check_training_config(str(parameter_filename), overrides)
-        return train_model_from_file(parameter_filename, serialization_dir, overrides, *args, **kwargs)
+        created = not os.path.exists(serialization_dir)
+        try:
+            return train_model_from_file(parameter_filename, serialization_dir, overrides, *args, **kwargs)
+        except BaseException:
+            # A run that failed before its first checkpoint (data that cannot be read or downloaded, ...)
+            # leaves no folder behind: otherwise running the same command again is refused by AllenNLP
+            # ("serialization directory already exists") until the user deletes it.
+            folder = Path(serialization_dir)
+            if created and folder.is_dir() and not any(folder.glob("model_state_*")):
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     return checked
 

@@ -46,7 +46,7 @@ def test_predict_takes_the_first_exit_at_threshold_0_and_the_last_at_1(trained, 
                    "-o", json.dumps({"model.confidence_threshold": threshold}))
     assert len(rows) == len(SENTENCES)
     for row in rows:
-        assert set(row) == {"label", "probs", "exit_layer", "exit_index", "confidence"}
+        assert set(row) == {"label", "probs", "exit_layer", "exit_index", "confidence", "truncated"}
         assert row["exit_layer"] == expected_layer
         assert row["exit_index"] == [0, 1, 3, 5].index(expected_layer)
         assert row["label"] in {"0", "1"}

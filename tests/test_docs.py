@@ -11,6 +11,8 @@ as written where that is fast and needs only shipped data; otherwise as a tiny v
 - `allennlp evaluate / predict / calibrate / cascade / difficulty`: as written, in this process;
   `allennlp sweep` too, timing 20 instances once (`--timing-instances 20 --repeats 1` appended);
 - `allennlp serve`: its app, in this process, which the page's `curl` lines then call;
+- `allennlp score` (it starts a Ray cluster; tests/test_score.py runs it): its arguments parsed by its
+  own parser (every option exists, every value has its type), `--help` shown;
 - `make TARGET`: `make -n TARGET` (the target exists and its recipe expands);
 - a benchmark script: its `--help`; `echo`, `printf`, `cat`, `mkdir`, `ls`: as written, by bash.
 
@@ -111,6 +113,8 @@ def kind_of(command: Command) -> str | None:
             return "allennlp"
         if argv[1] == "serve":
             return "serve"
+        if argv[1] == "score":
+            return "parsed"
     if program == "curl":
         return "curl"
     if program in ("python", "python3") and len(argv) > 1 and argv[1].startswith("benchmarks/"):
@@ -136,8 +140,8 @@ def test_the_readme_is_a_guide_of_at_most_300_lines_with_the_setup_commands_on_t
     assert [c.argv for c in first] == [["make", "demo"], ["make", "test"]]
 
 
-# Pages other sessions write (issues 28-31); linked from the README before they are merged.
-PAGES_OF_OTHER_ISSUES = {"docs/security.md", "docs/backends.md", "docs/scoring.md", "docs/base-scale.md"}
+# Pages other sessions write (issue 29); linked from the README before they are merged.
+PAGES_OF_OTHER_ISSUES = {"docs/backends.md"}
 
 
 def test_every_relative_link_resolves():
@@ -184,6 +188,16 @@ class Page:
     def make(self, command: Command) -> None:
         subprocess.run(["make", "-n", command.argv[1]], cwd=self.work, check=True, timeout=60,
                        capture_output=True)
+
+    def parsed(self, command: Command) -> None:
+        from allennlp.commands.subcommand import Subcommand
+
+        parser = argparse.ArgumentParser(prog="allennlp")
+        Subcommand.by_name(command.argv[1])().add_subparser(parser.add_subparsers())
+        try:
+            parser.parse_args(command.argv[1:])
+        except SystemExit as stop:  # --help, or an argument its parser refuses
+            assert stop.code == 0, command.where()
 
     def help(self, command: Command) -> None:
         subprocess.run([str(ROOT / ".venv/bin/python"), command.argv[1], "--help"], cwd=self.work,

@@ -319,6 +319,7 @@ def test_allennlp_serve_of_an_archive_whose_weights_do_not_fit_exits_with_one_li
     result = run_allennlp("serve", str(broken["mismatch"]), "--port", "0")
     line = the_error(result, "serve")
     assert "the weights do not fit the model" in line
+    assert result.stderr.strip().splitlines()[-1] == line, "the error is the last line, after uvicorn's"
 
 
 def test_tiny_bert_is_still_built_without_the_hub(tmp_path):

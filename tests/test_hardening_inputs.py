@@ -98,3 +98,4 @@ def test_a_training_error_is_one_line_although_allennlp_train_installs_its_own_h
     )
     assert train.returncode == 1 and "Traceback" not in train.stderr
     assert train.stderr.strip().splitlines()[-1] == f"allennlp train: error: {data}: {problem}"
+    assert not (tmp_path / "run").exists(), "a run that failed before any checkpoint leaves no folder"

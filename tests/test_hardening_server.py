@@ -170,6 +170,27 @@ def test_a_body_without_a_length_is_cut_off_at_the_limit(archive):
         assert sample(client.get("/metrics").text, 'sledge_refused_total{limit="body_bytes"}') == 1
 
 
+def test_a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_closed(archive):
+    """A slow client (11 of 100 announced bytes, then nothing) holds no worker for ever: 408 once the
+    request's time limit (lowered to 2 s) has passed, the connection closed, the refusal counted."""
+    app = app_of(archive, limits=RequestLimits(timeout_s=2.0))
+    with live(app) as (_, port, _):
+        url = f"http://127.0.0.1:{port}"
+        until(lambda: httpx.get(f"{url}/health").status_code == 200, "the model loaded")
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: 100\r\n\r\n" + b'{"sentence"')
+            connection.settimeout(WAIT)
+            answer = b""
+            while chunk := connection.recv(65536):  # until the server closes the connection
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head.lower()
+        detail = json.loads(body)["detail"]
+        assert detail.startswith("the body was not complete within 2 s (--request-timeout-s)")
+        assert sample(httpx.get(f"{url}/metrics").text, 'sledge_refused_total{limit="body_time"}') == 1
+
+
 def test_20000_instances_are_refused_before_any_is_tokenized(archive, monkeypatch):
     """The original attack (20,000 instances, accepted and computed for 8 minutes after the client
     left) against the default limit of 256; a request of exactly the limit is answered."""

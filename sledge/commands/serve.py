@@ -174,14 +174,14 @@ def serve_from_args(args: argparse.Namespace) -> None:
     )
     failures: list[str] = []
 
-    def stop(reason: str) -> None:  # the model could not be loaded: say why in one line, exit 1
+    def stop(reason: str) -> None:  # the model could not be loaded: stop, then say why in one line
         failures.append(reason)
-        print(f"allennlp serve: error: {reason}", file=sys.stderr, flush=True)
         app.state.stop_server()
 
     app = create_app(lambda: load(args), limits, on_failure=stop)
     code = run(app, listener)
-    if failures:
+    if failures:  # printed after uvicorn's shutdown lines, so that it is the last line a user sees
+        print(f"allennlp serve: error: {failures[0]}", file=sys.stderr, flush=True)
         sys.exit(1)
     if code:
         sys.exit(code)
