@@ -13,4 +13,6 @@ setup(
     # The pinned, tested stack is in requirements.txt + constraints.txt; `make install` sets it up.
     # allennlp itself is installed with --no-deps (its declared pins cannot be met), so it is not listed.
     install_requires=["torch", "transformers", "jsonnet", "matplotlib", "scipy", "tqdm"],
+    # The ONNX Runtime backend (`model.backend: onnxruntime`, docs/backends.md): pip install 'sledge[onnx]'.
+    extras_require={"onnx": ["onnxruntime", "onnx"]},
 )

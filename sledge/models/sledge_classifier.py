@@ -336,7 +336,7 @@ def prepare_inference(
     serialization_dir: str | None,
     cuda_device: int = -1,
 ) -> None:
-    """Quantize `core` as `quantize` asks (the static scales read from the archive), then put it on `backend`."""
+    """Quantize `core` as `quantize` asks (static scales: read from the archive), then put it on `backend`."""
     if quantize is not None and cuda_device >= 0:
         raise SledgeError(f"model.quantize: {quantize} runs on the CPU only; load with --cuda-device -1")
     if quantize == "int8-dynamic" and backend != "torch":
@@ -348,8 +348,8 @@ def prepare_inference(
         path = Path(serialization_dir or ".", SCALES_FILE)
         if not path.is_file():
             raise SledgeError(
-                f"model.quantize 'int8-static' needs the activation scales that `allennlp calibrate` stores in "
-                f"the archive ({SCALES_FILE}); this archive has none: calibrate it first"
+                f"model.quantize 'int8-static' needs the activation scales that `allennlp calibrate` stores "
+                f"in the archive ({SCALES_FILE}); this archive has none: calibrate it first"
             )
         try:
             quantize_int8_rows(core, json.loads(path.read_text(encoding="utf-8")))

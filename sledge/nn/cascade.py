@@ -99,7 +99,8 @@ class Cascade(nn.Module):
         for position in range(last + 1):
             if position < last and skip_earlier:
                 continue
-            logits = backend_of(self.members[position]).all_exits(input_ids, attention_mask, token_type_ids)[0][-1]
+            backend = backend_of(self.members[position])
+            logits = backend.all_exits(input_ids, attention_mask, token_type_ids)[0][-1]
             out_logits = out_logits.to(logits.dtype)
             if position == last:
                 out_logits.index_copy_(0, rows, logits)

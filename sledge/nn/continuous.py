@@ -22,7 +22,8 @@ and running them first cost a quarter of the throughput at 2x the standard model
 on AG News when it applied at every load (measured through a load generator that was itself slow
 under load: see the README); under heavy load the plain rule keeps the calls full.
 
-The model's backend (`backend_of`) computes, one layer a call. Each row's computation depends on its own tokens only (padding is masked), so its outputs and exit
+The model's backend (`backend_of`) computes, one layer a call. Each row's computation depends on its
+own tokens only (padding is masked), so its outputs and exit
 are those of batch-1 inference (up to float rounding). The per-row work is tensor work on groups:
 merging pads and concatenates a few groups, leaving rows are removed by one index selection.
 """

@@ -190,13 +190,13 @@ def activation_ranges(module: nn.Module, run: "Callable[[], None]") -> dict[str,
     """
     The largest |input| each plain `nn.Linear` of `module` sees while `run()` runs (padding included, as
     it is computed; its rows never reach a real row's answer): the calibration of `quantize_int8_rows`'s
-    static scales.
+    static scales. A layer that never runs (BERT's pooler) gets 0.
     """
-    ranges: dict[str, float] = {}
+    ranges: dict[str, float] = {name: 0.0 for name, _ in linear_layers(module)}
 
     def record(name: str):
         def hook(_module, args, _output) -> None:
-            ranges[name] = max(ranges.get(name, 0.0), float(args[0].detach().abs().max()))
+            ranges[name] = max(ranges[name], float(args[0].detach().abs().max()))
         return hook
 
     hooks = [linear.register_forward_hook(record(name)) for name, linear in linear_layers(module)]

@@ -145,16 +145,23 @@ class OnnxRuntimeBackend(Backend):
                 "(or `make install`)"
             ) from None
         if any(tensor.is_cuda for tensor in model.state_dict().values()):
-            raise SledgeError("model.backend 'onnxruntime' runs on the CPU; load the model with --cuda-device -1")
+            raise SledgeError(
+                "model.backend 'onnxruntime' runs on the CPU; load the model with --cuda-device -1"
+            )
         if optimization not in OPTIMIZATION_LEVELS:
             raise SledgeError(
-                f"backend option optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, got {optimization!r}"
+                f"backend option optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, "
+                f"got {optimization!r}"
             )
         self.ort = onnxruntime
         self.threads = threads or torch.get_num_threads()
         self.optimization, self.io_binding, self.spinning = optimization, io_binding, spinning
-        self.precision = "int8" if any(type(m).__name__ == "Int8Linear" for m in model.modules()) else "float32"
-        settings = f"v{EXPORT_VERSION} opset{OPSET} torch {torch.__version__} onnxruntime {onnxruntime.__version__}"
+        self.precision = (
+            "int8" if any(type(m).__name__ == "Int8Linear" for m in model.modules()) else "float32"
+        )
+        settings = (
+            f"v{EXPORT_VERSION} opset{OPSET} torch {torch.__version__} onnxruntime {onnxruntime.__version__}"
+        )
         key = hashlib.sha256(f"{fingerprint(model)} {settings}".encode()).hexdigest()[:40]
         self.directory = Path(cache_dir) if cache_dir else cache_root()
         self.directory = self.directory / key
@@ -175,21 +182,29 @@ class OnnxRuntimeBackend(Backend):
     def layers(
         self, first: int, last: int, hidden: torch.Tensor, mask: Any, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        hidden, pooled = self._run(f"layers-{first}-{last}", {"hidden": hidden, "attention_mask": attention_mask})
+        hidden, pooled = self._run(
+            f"layers-{first}-{last}", {"hidden": hidden, "attention_mask": attention_mask}
+        )
         return hidden, list(pooled.unbind(0))
 
     def exit(
         self, position: int, pooled: list[torch.Tensor], hidden: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         layer = self.model.layer_indices[position]
-        feeds = {"pooled": torch.stack(pooled[: layer + 1]), "hidden": hidden, "attention_mask": attention_mask}
+        feeds = {
+            "pooled": torch.stack(pooled[: layer + 1]),
+            "hidden": hidden,
+            "attention_mask": attention_mask,
+        }
         outputs = self._run(f"exit-{position}", feeds)
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     def describe(self) -> str:
-        return (f"onnxruntime {self.ort.__version__} ({self.precision}, optimization {self.optimization}, "
-                f"io binding {'on' if self.io_binding else 'off'}, spinning {'on' if self.spinning else 'off'}, "
-                f"{self.threads} threads)")
+        return (
+            f"onnxruntime {self.ort.__version__} ({self.precision}, optimization {self.optimization}, "
+            f"io binding {'on' if self.io_binding else 'off'}, spinning {'on' if self.spinning else 'off'}, "
+            f"{self.threads} threads)"
+        )
 
     def __deepcopy__(self, memo: dict) -> "OnnxRuntimeBackend":
         """A copy for a copy of the model (sessions are not copied: they start again, from the cache)."""
@@ -238,10 +253,16 @@ class OnnxRuntimeBackend(Backend):
         module, inputs, outputs = self._piece(name)
         ids, mask = _rows([7, 7, 4], self.model.encoder.config.vocab_size, seed=7)
         example = self._inputs_for(name, ids, mask)
-        axes = {"input_ids": {0: "rows", 1: "length"}, "attention_mask": {0: "rows", 1: "length"},
-                "token_type_ids": {0: "rows", 1: "length"}, "hidden": {0: "rows", 1: "length"},
-                "hidden_out": {0: "rows", 1: "length"}, "pooled": {1: "rows"}, "logits": {0: "rows"},
-                "certainty": {0: "rows"}}
+        axes = {
+            "input_ids": {0: "rows", 1: "length"},
+            "attention_mask": {0: "rows", 1: "length"},
+            "token_type_ids": {0: "rows", 1: "length"},
+            "hidden": {0: "rows", 1: "length"},
+            "hidden_out": {0: "rows", 1: "length"},
+            "pooled": {1: "rows"},
+            "logits": {0: "rows"},
+            "certainty": {0: "rows"},
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, partial = tempfile.mkstemp(prefix=path.name + ".partial-", dir=path.parent)
         os.close(handle)
@@ -249,9 +270,15 @@ class OnnxRuntimeBackend(Backend):
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    module, tuple(example[key] for key in inputs), partial, input_names=inputs,
-                    output_names=outputs, dynamic_axes={key: axes[key] for key in inputs + outputs},
-                    opset_version=OPSET, do_constant_folding=True, dynamo=False,
+                    module,
+                    tuple(example[key] for key in inputs),
+                    partial,
+                    input_names=inputs,
+                    output_names=outputs,
+                    dynamic_axes={key: axes[key] for key in inputs + outputs},
+                    opset_version=OPSET,
+                    do_constant_folding=True,
+                    dynamo=False,
                 )
             os.replace(partial, path)
         finally:
@@ -295,7 +322,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 (an unreadable graph: named, one line)
-            raise SledgeError(f"onnxruntime backend: cannot load {path}: {str(error).splitlines()[0]}") from None
+            raise SledgeError(
+                f"onnxruntime backend: cannot load {path}: {str(error).splitlines()[0]}"
+            ) from None
         session._sledge_inputs = [(i.name, _NUMPY[i.type]) for i in session.get_inputs()]  # type: ignore[attr-defined]
         session._sledge_outputs = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
         return session
@@ -315,16 +344,20 @@ class OnnxRuntimeBackend(Backend):
             scale = max(1.0, float(want.abs().max()))
             difference = float((want.float() - have.float()).abs().max())
             if difference > tolerance * scale:
-                return (f"differs from torch on the check inputs: max |{output} difference| {difference:.3g} > "
-                        f"{tolerance:g} x {scale:.3g}")
+                return (
+                    f"differs from torch on the check inputs: max |{output} difference| {difference:.3g} > "
+                    f"{tolerance:g} x {scale:.3g}"
+                )
         return ""
 
     def _run(self, name: str, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return self._call(self._session(name), feeds)
 
     def _call(self, session, feeds: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        arrays = {name: np.ascontiguousarray(feeds[name].detach().numpy(), dtype=dtype)
-                  for name, dtype in session._sledge_inputs}
+        arrays = {
+            name: np.ascontiguousarray(feeds[name].detach().numpy(), dtype=dtype)
+            for name, dtype in session._sledge_inputs
+        }
         if not self.io_binding:
             return [torch.from_numpy(output) for output in session.run(None, arrays)]
         binding = session.io_binding()

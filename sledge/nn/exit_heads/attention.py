@@ -51,7 +51,8 @@ class AttentionExitHead(ExitHead):
         if torch.onnx.is_in_onnx_export():  # nn.MultiheadAttention would export its shapes as constants
             attended = self._attend(tokens, mask)
         else:
-            attended, _ = self.attention(tokens, tokens, tokens, key_padding_mask=mask == 0, need_weights=False)
+            attended, _ = self.attention(tokens, tokens, tokens, key_padding_mask=mask == 0,
+                                         need_weights=False)
         tokens = self.norm(tokens + attended)
         weights = mask[:, :, None].to(tokens.dtype)
         return self.dropout((tokens * weights).sum(dim=1) / weights.sum(dim=1))
@@ -61,7 +62,8 @@ class AttentionExitHead(ExitHead):
         attention = self.attention
         rows, length, size = tokens.shape
         heads = attention.num_heads
-        query, key, value = F.linear(tokens, attention.in_proj_weight, attention.in_proj_bias).chunk(3, dim=-1)
+        projected = F.linear(tokens, attention.in_proj_weight, attention.in_proj_bias)
+        query, key, value = projected.chunk(3, dim=-1)
         split = lambda x: x.reshape(rows, length, heads, size // heads).transpose(1, 2)  # noqa: E731
         scores = split(query) @ split(key).transpose(-1, -2) / math.sqrt(size // heads)
         scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
