@@ -54,7 +54,8 @@ TARGETS = {
 
 
 def seeds_of(dataset: str, args: argparse.Namespace) -> list:
-    return int8.SEEDS if dataset == "sst2" else int8.SEEDS[: args.agnews_seeds]
+    seeds = int8.SEEDS if dataset == "sst2" else int8.SEEDS[: args.agnews_seeds]
+    return seeds[: args.seeds] if args.seeds else seeds
 
 
 def train_and_calibrate(dataset: str, data: dict, work: Path, out: Path, args) -> dict[str, dict]:
@@ -371,6 +372,7 @@ def main() -> None:
     parser.add_argument(
         "--data", default=None, help="JSON {train, dev, eval} replacing every dataset's files"
     )
+    parser.add_argument("--seeds", type=int, default=None, help="only the first N seeds of each dataset")
     parser.add_argument("--limit", type=int, default=None, help="steps 3 and 4 on the first N instances only")
     args = parser.parse_args()
     os.chdir(ROOT)

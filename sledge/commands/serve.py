@@ -169,6 +169,8 @@ def load(args: argparse.Namespace):
             f"{args.archive_file}: a cascade is served with --scheduler dynamic (continuous batching runs "
             "one model's layers)"
         )
+    for member in getattr(engine.core, "members", [engine.core]):  # nothing exported while requests wait
+        backend_of(member).prepare(per_layer=name == "continuous")
     backend = describe_backend(engine.core)
     print(f"sledge serve: {args.archive_file}, policy {engine.policy!r}, scheduler {name}, backend {backend}",
           flush=True)

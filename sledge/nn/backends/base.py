@@ -72,6 +72,10 @@ class Backend:
             first = layer + 1
         return logits, (certainties if model.lte is not None else None)
 
+    def prepare(self, per_layer: bool = False) -> None:
+        """Get ready to run every piece the batched runner uses (with `per_layer`, also one layer at a
+        time, as continuous batching runs), so that no request waits for it later. Nothing for torch."""
+
     def describe(self) -> str:
         """The backend and its settings, for reports."""
         return self.name

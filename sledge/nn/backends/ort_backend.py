@@ -123,6 +123,9 @@ class OnnxRuntimeBackend(Backend):
         few cores, spinning pools steal each other's time.
     cache_dir : `str`, optional
         Where graphs are kept; by default `cache_root()` (`$SLEDGE_CACHE/onnx`).
+    eager : `bool`, optional (default = `True`)
+        Start (and check) the pieces the batched runner uses when the backend is made, rather than
+        when first needed (`prepare`).
     """
 
     name = "onnxruntime"
@@ -135,6 +138,7 @@ class OnnxRuntimeBackend(Backend):
         io_binding: bool = False,
         spinning: bool = False,
         cache_dir: str | None = None,
+        eager: bool = True,
     ) -> None:
         super().__init__(model)
         try:
@@ -167,6 +171,8 @@ class OnnxRuntimeBackend(Backend):
         self.directory = self.directory / key
         self.sessions: dict[str, Any] = {}
         self._checks = self._check_inputs()
+        if eager:
+            self.prepare()
 
     # ----------------------------------------------------------------------------------------------
     # The Backend interface
@@ -198,6 +204,18 @@ class OnnxRuntimeBackend(Backend):
         }
         outputs = self._run(f"exit-{position}", feeds)
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
+
+    def prepare(self, per_layer: bool = False) -> None:
+        """Start (exporting where not cached, and checking) the embeddings, every exit, the segments from
+        one exit to the next and from the first layer to the last exit; with `per_layer`, every layer."""
+        layers = self.model.layer_indices
+        names = ["embed", f"layers-0-{layers[-1]}"]
+        names += [f"layers-{0 if j == 0 else layers[j - 1] + 1}-{layer}" for j, layer in enumerate(layers)]
+        names += [f"exit-{position}" for position in range(len(layers))]
+        if per_layer:
+            names += [f"layers-{layer}-{layer}" for layer in range(layers[-1] + 1)]
+        for name in dict.fromkeys(names):
+            self._session(name)
 
     def describe(self) -> str:
         return (
