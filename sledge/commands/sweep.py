@@ -281,8 +281,8 @@ def sweep(
     """
     Run the sweep; write sweep.json, sweep.csv, sweep.png to `output_dir`; return the rows. `also`
     (name -> archive): more multi-exit models whose curves (the same policies and settings) are
-    measured in the same run; `name` names the first model's rows. `precisions` ("fp32", "int8"):
-    every model and baseline is measured at each (int8: dynamic quantization of its linear layers).
+    measured in the same run; `name` names the first model's rows. `precisions` ("fp32", "int8",
+    "int8-dynamic"): every model and baseline is measured at each (see `model.quantize`).
     `hf_reference` (a baseline's name): that baseline is also timed as plain HuggingFace inference
     (its `AutoModel`'s own forward and the head), outside sledge's layer-by-layer runner. `backends`
     ("torch", "onnxruntime", with `backend_options`): every model and baseline is measured on each, at
@@ -387,14 +387,13 @@ def sweep(
         rows.append({**reference.row(seconds, n_timed), **metrics})
 
     layers = core.layer_indices
-    full_precision = [
-        row for row in baseline_rows if row["precision"] == "fp32" and row["backend"] == "torch"
-    ]
-    deepest = max(full_precision, key=lambda row: row["average_exit_layer"], default=None)
+    # Times are relative to the standard baseline measured in the first backend and precision given.
+    first = [row for row in baseline_rows if (row["backend"], row["precision"]) == combinations[0]]
+    deepest = max(first, key=lambda row: row["average_exit_layer"], default=None)
     if deepest is not None and deepest["average_exit_layer"] >= layers[-1]:
         standard = deepest
     else:  # no standard baseline given: sledge with no early exit (its slowest setting) stands in for it
-        curve = [row for row in rows if row["kind"] == "sledge" and row["model"] == name]
+        curve = [row for row in rows if row["kind"] == "sledge" and row["model"] == models[0].name]
         standard = max(curve, key=lambda row: row["average_exit_layer"])
     for row in rows:
         row["relative_time"] = row["seconds_per_instance"] / standard["seconds_per_instance"]
