@@ -196,7 +196,7 @@ def test_an_int8_row_is_computed_alike_whatever_its_batch():
     layer = torch.nn.Linear(64, 16)
     inputs = torch.randn(6, 64)
     loud = torch.cat([inputs, 50 * torch.randn(3, 64)])  # other rows (or padding) with far larger values
-    for static in (None, 4.0):
+    for static in (None, 4.0 / 127):  # per token; a static scale (inputs up to about 4)
         quantized = Int8Linear(layer, static)
         alone = torch.cat([quantized(inputs[i : i + 1]) for i in range(len(inputs))])
         assert torch.equal(quantized(inputs), alone)
