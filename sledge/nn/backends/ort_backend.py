@@ -341,7 +341,7 @@ class OnnxRuntimeBackend(Backend):
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 (an unreadable graph: named, one line)
             raise SledgeError(
-                f"onnxruntime backend: cannot load {path}: {str(error).splitlines()[0]}"
+                f"onnxruntime backend: cannot load {path}: {type(error).__name__} {str(error)[:300]!r}"
             ) from None
         session._sledge_inputs = [(i.name, _NUMPY[i.type]) for i in session.get_inputs()]  # type: ignore[attr-defined]
         session._sledge_outputs = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
