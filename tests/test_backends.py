@@ -256,7 +256,11 @@ def test_the_graph_cache_is_reused_keyed_by_the_model_whole_and_checked(tmp_path
         "_export",
         lambda self, name, path: exported.append(name) or original(self, name, path),
     )
-    again = use_backend(tiny_model("bert"), "onnxruntime", cache_dir=str(tmp_path))
+    # (read from another folder, as an archive unpacked again into a new temporary one)
+    again = tiny_model("bert")
+    again.encoder.config._name_or_path = str(tmp_path / "elsewhere")
+    use_backend(again, "onnxruntime", cache_dir=str(tmp_path))
+    assert backend_of(again).directory == folder
     for want, have in zip(expected, all_exits(again, ids, mask)[0]):
         assert torch.equal(want, have)
     assert exported == []

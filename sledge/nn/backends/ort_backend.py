@@ -35,13 +35,17 @@ def cache_root() -> Path:
 def fingerprint(model: nn.Module) -> str:
     """
     A hash of everything an exported graph depends on: the module tree (sizes, int8 settings), the
-    encoder's config, the exits' layers and pooling, and every weight and buffer, byte for byte. Any
-    change to the model gives another hash, so a cached graph of another model is never found.
+    encoder's config (not the folder it was read from), the exits' layers and pooling, and every weight
+    and buffer, byte for byte. Any change to the model gives another hash, so a cached graph of another
+    model is never found; the same model loaded again (from an archive, into a new temporary folder)
+    gives the same hash, so its graphs are found.
     """
     digest = hashlib.sha256()
+    config = json.loads(model.encoder.config.to_json_string())
+    config.pop("_name_or_path", None)  # where the backbone was read from: an archive's is a new temp folder
     described = {
         "modules": repr(model),
-        "config": model.encoder.config.to_json_string(),
+        "config": config,
         "layer_indices": model.layer_indices,
         "pooling": model.pooling,
         "regression": model.regression,
