@@ -253,9 +253,7 @@ def summarise(dataset: str, out: Path) -> dict:
         curves = {
             row["model"]: []
             for row in rows
-            if row["kind"] == "sledge"
-            and row["model"].endswith(suffix)
-            and (suffix or len(row["model"].split()) == 1)
+            if row["kind"] == "sledge" and row["model"].split()[1:] == suffix.split()
         }
         for row in rows:
             if row["kind"] == "sledge" and row["model"] in curves:
