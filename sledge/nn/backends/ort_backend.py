@@ -313,21 +313,21 @@ class OnnxRuntimeBackend(Backend):
             return session
         path = self.directory / f"{name}.onnx"
         fresh = not path.is_file()
-        if fresh:
-            self._export(name, path)
-        session = self._start(path)
-        problem = self._check(name, session)
-        if problem and not fresh:  # a cached graph that no longer matches: export it again, once
-            path.unlink(missing_ok=True)
-            self._export(name, path)
-            session = self._start(path)
-            problem = self._check(name, session)
-        if problem:
-            raise SledgeError(f"onnxruntime backend: piece {name} ({path}) {problem}")
-        self.sessions[name] = session
-        return session
+        while True:
+            if fresh:
+                self._export(name, path)
+            session, problem = self._start(path)
+            problem = problem or self._check(name, session)
+            if not problem:
+                self.sessions[name] = session
+                return session
+            if fresh:
+                raise SledgeError(f"onnxruntime backend: piece {name} ({path}) {problem}")
+            path.unlink(missing_ok=True)  # a cached graph that cannot load or no longer matches: again, once
+            fresh = True
 
-    def _start(self, path: Path):
+    def _start(self, path: Path) -> tuple[Any, str]:
+        """An ORT session of the graph at `path`, and '' (or None and why ORT cannot load it)."""
         ort = self.ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
@@ -344,12 +344,10 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 (an unreadable graph: named, one line)
-            raise SledgeError(
-                f"onnxruntime backend: cannot load {path}: {type(error).__name__} {str(error)[:300]!r}"
-            ) from None
+            return None, f"cannot be loaded by onnxruntime: {_one_line(error)}"
         session._sledge_inputs = [(i.name, _NUMPY[i.type]) for i in session.get_inputs()]  # type: ignore[attr-defined]
         session._sledge_outputs = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
-        return session
+        return session, ""
 
     def _check(self, name: str, session) -> str:
         """'' if the session's outputs on the check inputs match the torch piece's, else what differs."""
@@ -361,7 +359,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             got = self._call(session, feeds)
         except Exception as error:  # noqa: BLE001 (a graph of other shapes: it is not this piece)
-            return f"fails on the check inputs: {str(error).splitlines()[0]}"
+            return f"fails on the check inputs: {_one_line(error)}"
         tolerance = TOLERANCE[self.precision]
         for output, want, have in zip(outputs, expected, got):
             if tuple(want.shape) != tuple(have.shape):
@@ -392,6 +390,12 @@ class OnnxRuntimeBackend(Backend):
             binding.bind_output(name, "cpu")
         session.run_with_iobinding(binding)
         return [torch.from_numpy(output) for output in binding.copy_outputs_to_cpu()]
+
+
+def _one_line(error: Exception) -> str:
+    """An exception as one line: its type and first line (ORT's may have no message at all)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:300]}" if lines else f"{type(error).__name__} (no message)"
 
 
 def _rows(lengths: list[int], vocab_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
