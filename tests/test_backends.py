@@ -277,6 +277,62 @@ def test_the_graph_cache_is_reused_keyed_by_the_model_whole_and_checked(tmp_path
     assert exported == ["exit-0"]
 
 
+def standard_model(seed: int = 0) -> MultiExitClassifier:
+    """A tiny random standard model: one exit, a linear head on the last layer's mean, as the benchmark's."""
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64, num_hidden_layers=4
+    )
+    return MultiExitClassifier(LayerwiseEncoder(config=config), [3], 2, pooling="mean").eval()
+
+
+@NEEDS_ORT
+def test_a_single_exit_int8_model_runs_on_onnxruntime_and_a_graph_ort_cannot_load_is_handled(
+    tmp_path, monkeypatch
+):
+    # The standard model on ORT int8 (the sweep's reference line): its pieces export, load and check,
+    # and they compute torch's int8, every row as at batch 1.
+    model = use_backend(quantize_int8_rows(standard_model()), "onnxruntime", cache_dir=str(tmp_path))
+    folder = backend_of(model).directory
+    assert sorted(path.name for path in folder.iterdir()) == ["embed.onnx", "exit-0.onnx", "layers-0-3.onnx"]
+    ids, mask = rows("bert")
+    expected, got = all_exits(quantize_int8_rows(standard_model()), ids, mask)[0][0], all_exits(model, ids, mask)[0][0]
+    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)
+    assert torch.equal(got.argmax(dim=-1), expected.argmax(dim=-1))
+    never = ConfidencePolicy(1.0)
+    assert batched(model, ids, mask, never, list(range(len(ids)))) == batch_1(model, ids, mask, never)
+    # ORT may fail to load a graph with an exception that has no message at all (the benchmark's crash:
+    # the error handler took the first line of an empty message and raised IndexError instead).
+    import onnxruntime
+
+    original, failures, exported = onnxruntime.InferenceSession, [], []
+
+    def flaky(path, *args, **kwargs):
+        if path.endswith("layers-0-3.onnx") and failures:
+            failures.pop()
+            raise RuntimeError()
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", flaky)
+    export = ort_backend.OnnxRuntimeBackend._export
+    monkeypatch.setattr(
+        ort_backend.OnnxRuntimeBackend,
+        "_export",
+        lambda self, name, path: exported.append(name) or export(self, name, path),
+    )
+    failures[:] = [1]  # a cached graph that does not load once: exported again, then it runs
+    again = use_backend(quantize_int8_rows(standard_model()), "onnxruntime", cache_dir=str(tmp_path))
+    assert exported == ["layers-0-3"] and not failures
+    assert torch.equal(all_exits(again, ids, mask)[0][0], got)
+    failures[:] = [1, 1]  # neither the cached graph nor the one exported again loads: a one-line error
+    with pytest.raises(SledgeError) as error:
+        use_backend(quantize_int8_rows(standard_model()), "onnxruntime", cache_dir=str(tmp_path))
+    assert str(error.value) == (
+        f"onnxruntime backend: piece layers-0-3 ({folder / 'layers-0-3.onnx'}) cannot be loaded by "
+        "onnxruntime: RuntimeError (no message)"
+    )
+
+
 @NEEDS_ORT
 def test_a_graph_that_does_not_match_torch_is_a_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setitem(ort_backend.TOLERANCE, "float32", -1.0)  # nothing can match now
@@ -307,6 +363,14 @@ def in_root(monkeypatch, tmp_path):
     monkeypatch.setenv("SLEDGE_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.fixture(scope="module")
+def calibrated(trained_run, tmp_path_factory):
+    """The tiny trained archive calibrated: temperatures and the static int8 scales (int8_scales.json)."""
+    archive = tmp_path_factory.mktemp("calibrated") / "calibrated.tar.gz"
+    allennlp("calibrate", str(trained_run["archive"]), str(TEST), "--output-file", str(archive))
+    return archive
+
+
 @pytest.mark.parametrize(
     "backend,quantize",
     [
@@ -317,13 +381,9 @@ def in_root(monkeypatch, tmp_path):
     ],
 )
 def test_predict_on_a_backend_gives_batch_1_answers_batched(
-    trained_run, tmp_path, in_root, backend, quantize
+    trained_run, calibrated, tmp_path, in_root, backend, quantize
 ):
-    archive = trained_run["archive"]
-    if quantize == "int8-static":
-        calibrated = tmp_path / "calibrated.tar.gz"
-        allennlp("calibrate", str(archive), str(TEST), "--output-file", str(calibrated))
-        archive = calibrated
+    archive = calibrated if quantize == "int8-static" else trained_run["archive"]
     first = predict_lines(
         archive,
         SENTENCES,
@@ -371,3 +431,27 @@ def test_int8_static_without_calibration_and_unknown_settings_are_clear_errors(
         predict_lines(
             archive, SENTENCES[:2], tmp_path / "b.jsonl", "-o", json.dumps({"model.backend": "tvm"})
         )
+
+
+def test_the_sweep_measures_int8_static_beside_fp32_and_names_an_uncalibrated_baseline(
+    calibrated, single_exit_runs, tmp_path, in_root
+):
+    output = tmp_path / "sweep"
+    common = ["--repeats", "1", "--thresholds", "0", "1", "--timing-instances", "4"]
+    allennlp("sweep", str(calibrated), str(TEST), "--output-dir", str(output), *common,
+             "--precision", "fp32", "int8-static")
+    report = json.loads((output / "sweep.json").read_text())
+    rows = report["rows"]
+    assert {"sledge:confidence@1", "sledge int8-static:confidence@1"} <= {row["name"] for row in rows}
+    assert report["info"]["precisions"] == ["fp32", "int8-static"]
+    # what the sweep measured under int8-static is what predict answers with the archive's static scales
+    at_1 = next(row for row in rows if row["name"] == "sledge int8-static:confidence@1")
+    predicted = predict_lines(calibrated, SENTENCES, tmp_path / "static.jsonl", "-o",
+                              json.dumps({"model.quantize": "int8-static", "model.confidence_threshold": 1.0}))
+    gold = [int(line.split(" ", 1)[0]) for line in TEST.read_text().splitlines()]
+    assert at_1["accuracy"] == pytest.approx(
+        sum(int(row["label"]) == label for row, label in zip(predicted, gold)) / len(gold)
+    )
+    with pytest.raises(SledgeError, match=f"--precision int8-static: {single_exit_runs[5]}: .*calibrate it"):
+        allennlp("sweep", str(calibrated), str(TEST), "--output-dir", str(tmp_path / "bad"), *common,
+                 "--precision", "int8-static", "--baseline", f"standard={single_exit_runs[5]}")

@@ -105,9 +105,10 @@ class Sweep(Subcommand):
         )
         subparser.add_argument("--name", default="sledge", help="the swept model's name beside --also models")
         subparser.add_argument(
-            "--precision", nargs="+", default=["fp32"], choices=["fp32", "int8", "int8-dynamic"],
+            "--precision", nargs="+", default=["fp32"], choices=["fp32", *QUANTIZE],
             help="measure every model and baseline at each precision (int8: every linear layer in int8, "
-            "each token with its own activation scale, batch-invariant; int8-dynamic: PyTorch's dynamic "
+            "each token with its own activation scale, batch-invariant; int8-static: static scales that "
+            "`allennlp calibrate` stored in each archive, batch-invariant; int8-dynamic: PyTorch's dynamic "
             "quantization, torch only); rows of int8 models are named '... int8'",
         )
         subparser.add_argument(
@@ -282,7 +283,7 @@ def sweep(
     Run the sweep; write sweep.json, sweep.csv, sweep.png to `output_dir`; return the rows. `also`
     (name -> archive): more multi-exit models whose curves (the same policies and settings) are
     measured in the same run; `name` names the first model's rows. `precisions` ("fp32", "int8",
-    "int8-dynamic"): every model and baseline is measured at each (see `model.quantize`).
+    "int8-static", "int8-dynamic"): every model and baseline is measured at each (see `model.quantize`).
     `hf_reference` (a baseline's name): that baseline is also timed as plain HuggingFace inference
     (its `AutoModel`'s own forward and the head), outside sledge's layer-by-layer runner. `backends`
     ("torch", "onnxruntime", with `backend_options`): every model and baseline is measured on each, at
@@ -337,10 +338,10 @@ def sweep(
             if loaded.model.core.regression != core.regression:
                 raise SledgeError(f"--also {model_name}: {path} and {archive_file} are different tasks")
             own = instances if loaded is archive else read_labelled(loaded, input_file)
-            models.append(_ModelCurves(model_name + suffix, path, _at(loaded, **at), policies,
+            models.append(_ModelCurves(model_name + suffix, path, _at(loaded, path, cuda_device, **at), policies,
                                        thresholds, own, sample, batch_size, device))
         for label, path in (baselines or {}).items():
-            other = _at(load_sledge_archive(path, cuda_device), **at)
+            other = _at(load_sledge_archive(path, cuda_device), path, cuda_device, **at)
             if other.model.core.regression != core.regression:
                 raise SledgeError(f"--baseline {label}: {path} and {archive_file} are different tasks")
             other_instances = read_labelled(other, input_file)
@@ -434,10 +435,18 @@ def _runner(model_core, policy: ExitPolicy, last_exit: int | None = None, record
     return run
 
 
-def _at(archive, backend: str, precision: str, options: dict):
-    """The archive itself for torch float32; else a copy whose model is quantized and on `backend`."""
+def _at(archive, path: str, cuda_device: int, backend: str, precision: str, options: dict):
+    """The archive itself for torch float32; else a copy whose model is quantized and on `backend`
+    (for int8-static the archive read again: its static scales are a file in it)."""
     if backend == "torch" and precision == "fp32":
         return archive
+    if precision == "int8-static":
+        overrides = {"model.quantize": precision, "model.backend": backend,
+                     "model.backend_options": options if backend != "torch" else {}}
+        try:
+            return load_sledge_archive(path, cuda_device, overrides)
+        except SledgeError as error:
+            raise SledgeError(f"--precision int8-static: {path}: {error}") from None
     model = copy.deepcopy(archive.model)
     prepare_inference(model.core, None if precision == "fp32" else precision, backend,
                       options if backend != "torch" else {}, None)
