@@ -165,6 +165,51 @@ def test_batch_1_equals_batch_32_sorted_and_continuous(family, backend, precisio
         assert calls[0] == (32, width) and calls[-1][0] < 32 and calls[-1][1] < width
 
 
+def differing_thresholds(model, ids, mask) -> tuple[int, int, set[int]]:
+    """
+    At every threshold just under an observed statistic (each row's batch-1 calibrated confidence at
+    each exit but the last, less 1e-6: float32 rounding of the parts int8 leaves in float, a few ulps,
+    must not decide), how many thresholds give other answers at batch 32 (file order or sorted by
+    length) than at batch 1; the thresholds tried; the exits the answers used.
+    """
+    thresholds = set()
+    for row in range(len(ids)):
+        n = int(mask[row].sum())
+        logits = all_exits(model, ids[row : row + 1, :n], mask[row : row + 1, :n])[0][:-1]
+        for position, exit_logits in enumerate(logits):
+            confidence = torch.softmax(exit_logits / model.temperatures[position], dim=-1).max()
+            thresholds.add(float(confidence) - 1e-6)
+    by_length = sorted(range(len(ids)), key=lambda r: int(mask[r].sum()))
+    differing, used = 0, set()
+    for threshold in sorted(thresholds):
+        policy = ConfidencePolicy(threshold)
+        alone = batch_1(model, ids, mask, policy)
+        in_order = batched(model, ids, mask, policy, list(range(len(ids))))
+        differing += in_order != alone or batched(model, ids, mask, policy, by_length) != alone
+        used |= {exit_index for exit_index, _ in alone}
+    return differing, len(thresholds), used
+
+
+@pytest.mark.parametrize("precision", ["int8", "int8-static"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_int8_answers_equal_batch_1_at_every_observed_statistic(backend, precision, graphs):
+    model = prepared("bert", backend, precision, graphs)
+    ids, mask = rows("bert", 24, seed=3)
+    first, last = (logits.argmax(dim=-1) for logits in all_exits(model, ids, mask)[0][::2])
+    assert (first != last).any() and (first == last).any(), "the exits should disagree on some rows"
+    differing, tried, used = differing_thresholds(model, ids, mask)
+    assert tried == 2 * len(ids)
+    assert used == {0, 1, 2}
+    assert differing == 0
+
+
+def test_the_same_check_catches_pytorch_dynamic_int8_whose_scales_depend_on_the_batch():
+    model = quantize_int8(tiny_model("bert"))  # one activation scale per batch (model.quantize int8-dynamic)
+    ids, mask = rows("bert", 24, seed=3)
+    differing, tried, _ = differing_thresholds(model, ids, mask)
+    assert differing > 0
+
+
 @pytest.mark.parametrize("family", ["bert", "mpnet"])
 @NEEDS_ORT
 def test_onnxruntime_float32_predicts_what_torch_does(family, graphs):
@@ -296,7 +341,8 @@ def test_a_single_exit_int8_model_runs_on_onnxruntime_and_a_graph_ort_cannot_loa
     folder = backend_of(model).directory
     assert sorted(path.name for path in folder.iterdir()) == ["embed.onnx", "exit-0.onnx", "layers-0-3.onnx"]
     ids, mask = rows("bert")
-    expected, got = all_exits(quantize_int8_rows(standard_model()), ids, mask)[0][0], all_exits(model, ids, mask)[0][0]
+    expected = all_exits(quantize_int8_rows(standard_model()), ids, mask)[0][0]
+    got = all_exits(model, ids, mask)[0][0]
     torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-3)
     assert torch.equal(got.argmax(dim=-1), expected.argmax(dim=-1))
     never = ConfidencePolicy(1.0)
@@ -446,8 +492,8 @@ def test_the_sweep_measures_int8_static_beside_fp32_and_names_an_uncalibrated_ba
     assert report["info"]["precisions"] == ["fp32", "int8-static"]
     # what the sweep measured under int8-static is what predict answers with the archive's static scales
     at_1 = next(row for row in rows if row["name"] == "sledge int8-static:confidence@1")
-    predicted = predict_lines(calibrated, SENTENCES, tmp_path / "static.jsonl", "-o",
-                              json.dumps({"model.quantize": "int8-static", "model.confidence_threshold": 1.0}))
+    overrides = {"model.quantize": "int8-static", "model.confidence_threshold": 1.0}
+    predicted = predict_lines(calibrated, SENTENCES, tmp_path / "static.jsonl", "-o", json.dumps(overrides))
     gold = [int(line.split(" ", 1)[0]) for line in TEST.read_text().splitlines()]
     assert at_1["accuracy"] == pytest.approx(
         sum(int(row["label"]) == label for row, label in zip(predicted, gold)) / len(gold)

@@ -338,8 +338,9 @@ def sweep(
             if loaded.model.core.regression != core.regression:
                 raise SledgeError(f"--also {model_name}: {path} and {archive_file} are different tasks")
             own = instances if loaded is archive else read_labelled(loaded, input_file)
-            models.append(_ModelCurves(model_name + suffix, path, _at(loaded, path, cuda_device, **at), policies,
-                                       thresholds, own, sample, batch_size, device))
+            measured = _at(loaded, path, cuda_device, **at)
+            models.append(_ModelCurves(model_name + suffix, path, measured, policies, thresholds, own, sample,
+                                       batch_size, device))
         for label, path in (baselines or {}).items():
             other = _at(load_sledge_archive(path, cuda_device), path, cuda_device, **at)
             if other.model.core.regression != core.regression:
