@@ -13,6 +13,7 @@ setup(
     # The pinned, tested stack is in requirements.txt + constraints.txt; `make install` sets it up.
     # allennlp itself is installed with --no-deps (its declared pins cannot be met), so it is not listed.
     install_requires=["torch", "transformers", "jsonnet", "matplotlib", "scipy", "tqdm"],
-    # `allennlp score` and sledge.scoring (early-exit scoring of a corpus on Ray Data); pinned in constraints.txt
-    extras_require={"ray": ["ray[data]"]},
+    # Extras, pinned in constraints.txt: `allennlp score` and sledge.scoring on Ray Data (sledge[ray]);
+    # the ONNX Runtime backend (`model.backend: onnxruntime`, docs/backends.md; sledge[onnx]).
+    extras_require={"ray": ["ray[data]"], "onnx": ["onnxruntime", "onnx"]},
 )

@@ -140,8 +140,7 @@ def test_the_readme_is_a_guide_of_at_most_300_lines_with_the_setup_commands_on_t
     assert [c.argv for c in first] == [["make", "demo"], ["make", "test"]]
 
 
-# Pages other sessions write (issue 29); linked from the README before they are merged.
-PAGES_OF_OTHER_ISSUES = {"docs/backends.md"}
+
 
 
 def test_every_relative_link_resolves():
@@ -151,7 +150,7 @@ def test_every_relative_link_resolves():
             if "://" in target:
                 continue
             path = (page.parent / target).resolve()
-            if not path.exists() and str(path.relative_to(ROOT)) not in PAGES_OF_OTHER_ISSUES:
+            if not path.exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert not broken
 

@@ -133,7 +133,7 @@ def test_quantize_is_set_at_inference_the_allennlp_way(trained_run, tmp_path):
     allennlp("evaluate", str(trained_run["archive"]), str(TEST), "--include-package", "sledge",
              "--output-file", str(output), "-o", json.dumps({"model.quantize": "int8"}))
     assert 0.0 <= json.loads(output.read_text())["accuracy"] <= 1.0
-    with pytest.raises(SledgeError, match="model.quantize must be null or one of int8, got 'int4'"):
+    with pytest.raises(SledgeError, match="model.quantize must be null or one of int8, .*, got 'int4'"):
         predict(trained_run["archive"], tmp_path / "bad.jsonl", "-o", json.dumps({"model.quantize": "int4"}))
 
 

@@ -19,7 +19,8 @@ from sledge.commands.common import (
 )
 from sledge.errors import SledgeError
 from sledge.files import check_output_file
-from sledge.nn import expected_calibration_error, fit_temperature, negative_log_likelihood
+from sledge.models.sledge_classifier import SCALES_FILE
+from sledge.nn import activation_ranges, expected_calibration_error, fit_temperature, negative_log_likelihood
 
 
 @Subcommand.register("calibrate")
@@ -31,7 +32,9 @@ class Calibrate(Subcommand):
             "Fit one temperature per exit of a sledge model by maximising the log-likelihood of the "
             "development data (LBFGS), print each exit's NLL and ECE (15 bins) before and after, and "
             "write a NEW archive with the temperatures in its weights (the input archive is left as it "
-            "is). Temperatures change confidences only: every prediction stays the same."
+            "is). Temperatures change confidences only: every prediction stays the same. The archive also "
+            "gets the largest input each linear layer saw (int8_scales.json), the static activation scales "
+            "of model.quantize 'int8-static'."
         )
         subparser = parser.add_parser(self.name, description=description, help="Calibrate a sledge model.")
         subparser.add_argument(
@@ -87,7 +90,16 @@ def calibrate(
         )
     instances = read_labelled(archive, input_file)
     batches = tensor_batches(instances, archive, batch_size, device_of(cuda_device))
-    logits, labels = exit_logits(model, batches)
+    if model.quantize is not None or model.backend != "torch":
+        raise SledgeError(
+            "calibrate reads the float32 model on torch: leave model.quantize and model.backend unset"
+        )
+    found: dict = {}
+    # One full pass: every exit's logits, and the largest input of each linear layer (int8-static's scales).
+    scales = activation_ranges(
+        model.core, lambda: found.update(zip(("logits", "labels"), exit_logits(model, batches)))
+    )
+    logits, labels = found["logits"], found["labels"]
     rows = []
     for position, layer in enumerate(model.core.layer_indices):
         temperature = fit_temperature(logits[position], labels)
@@ -106,9 +118,8 @@ def calibrate(
         )
     model.core.temperatures.copy_(torch.tensor([row["temperature"] for row in rows]))
     report = {"data": input_file, "instances": len(instances), "exits": rows}
-    write_archive(
-        archive_file, output_file, model.state_dict(), {"calibration.json": json.dumps(report, indent=2)}
-    )
+    extra = {"calibration.json": json.dumps(report, indent=2), SCALES_FILE: json.dumps(scales, indent=1)}
+    write_archive(archive_file, output_file, model.state_dict(), extra)
     print(f"calibrated on {len(instances)} instances of {input_file}")
     print(f"{'exit layer':>10} {'T':>7} {'accuracy':>9} {'NLL before':>11} {'NLL after':>10} "
           f"{'ECE before':>11} {'ECE after':>10}")

@@ -1,6 +1,7 @@
 """What the sledge subcommands share: loading an archive, reading labelled data, one full pass."""
 
 import io
+import json
 
 import torch
 from allennlp.data import Instance
@@ -13,16 +14,20 @@ from sledge.commands.checks import check_archive, check_cuda
 from sledge.errors import SledgeError
 from sledge.files import check_input_path
 from sledge.models.sledge_classifier import SledgeClassifier
+from sledge.nn import all_exits
 
 
-def load_sledge_archive(archive_file: str, cuda_device: int = -1, option: str = "archive_file") -> Archive:
+def load_sledge_archive(
+    archive_file: str, cuda_device: int = -1, overrides: dict | None = None, option: str = "archive_file"
+) -> Archive:
     """
     Load a sledge model from an archive or a serialization folder (safely: see `sledge.archival`),
     with a clear error if it is not one (checked before anything is loaded: see `check_archive`).
+    `overrides`: dotted config keys, as `-o` takes them (e.g. `{"model.backend": "onnxruntime"}`).
     """
     check_cuda(cuda_device)
-    check_archive(archive_file, option)
-    archive = load_archive(archive_file, cuda_device=cuda_device)
+    check_archive(archive_file, option, overrides)
+    archive = load_archive(archive_file, cuda_device=cuda_device, overrides=json.dumps(overrides or {}))
     if not isinstance(archive.model, SledgeClassifier):
         raise SledgeError(f"{archive_file} holds a {type(archive.model).__name__}, not a sledge model")
     archive.model.eval()
@@ -69,7 +74,7 @@ def full_pass(model: SledgeClassifier, batches: list[dict], desc: str = "full pa
     """
     per_batch, certainties, labels = [], [], []
     for batch in tqdm(batches, desc=desc, leave=False):
-        logits, certainty = model.core.forward_all(*inputs_of(batch))
+        logits, certainty = all_exits(model.core, *inputs_of(batch))  # on the model's backend
         per_batch.append(torch.stack(logits).float().cpu())
         if certainty is not None:
             certainties.append(torch.stack(certainty).float().cpu())

@@ -11,7 +11,7 @@ from sledge.commands.checks import check_archive
 from sledge.commands.common import exit_logits, load_sledge_archive, read_labelled, tensor_batches
 from sledge.errors import SledgeError
 from sledge.files import check_input_path
-from sledge.nn import Cascade, full_pass_views, simulate_exits
+from sledge.nn import BACKENDS, QUANTIZE, Cascade, backend_of, full_pass_views, simulate_exits
 from sledge.serving.budget import OnlineThreshold, choose, for_accuracy_drop, sweep_rows
 from sledge.serving.continuous import DEADLINE_MS, MAX_SKIPS, ContinuousScheduler
 from sledge.serving.dynamic import DynamicScheduler
@@ -107,6 +107,16 @@ class Serve(Subcommand):
             "queued) or 504 (running) and its work dropped; a body not complete by then, 408",
         )
         subparser.add_argument(
+            "--backend", choices=sorted(BACKENDS), default=None,
+            help="what runs the model (default: the archive's model.backend, torch): onnxruntime runs "
+            "its exported pieces with ONNX Runtime on the CPU (docs/backends.md)",
+        )
+        subparser.add_argument(
+            "--quantize", choices=QUANTIZE, default=None,
+            help="int8 inference (default: the archive's model.quantize, none); int8 and int8-static "
+            "answer each request as it would be answered alone",
+        )
+        subparser.add_argument(
             "--scheduler",
             choices=sorted(SCHEDULERS),
             default=None,
@@ -189,7 +199,12 @@ def serve_from_args(args: argparse.Namespace) -> None:
 
 def load(args: argparse.Namespace):
     """Load the model, settle its policy, start the scheduler: what the app's start-up runs."""
-    archive = load_sledge_archive(args.archive_file)
+    overrides = {}
+    if getattr(args, "backend", None) is not None:
+        overrides["model.backend"] = args.backend
+    if getattr(args, "quantize", None) is not None:
+        overrides["model.quantize"] = args.quantize
+    archive = load_sledge_archive(args.archive_file, overrides=overrides)
     engine = Engine(archive)
     if args.confidence_threshold is not None:
         engine.policy = engine.policy.with_setting(args.confidence_threshold)
@@ -213,7 +228,11 @@ def load(args: argparse.Namespace):
             f"{args.archive_file}: a cascade is served with --scheduler dynamic (continuous batching runs "
             "one model's layers)"
         )
-    print(f"sledge serve: {args.archive_file}, policy {engine.policy!r}, scheduler {name}", flush=True)
+    for member in getattr(engine.core, "members", [engine.core]):  # nothing exported while requests wait
+        backend_of(member).prepare(per_layer=name == "continuous")
+    backend = describe_backend(engine.core)
+    print(f"sledge serve: {args.archive_file}, policy {engine.policy!r}, scheduler {name}, backend {backend}",
+          flush=True)
     metrics = ServingMetrics(engine.layers)
     continuous = name == "continuous"
     options = {"deadline_ms": args.deadline_ms, "max_skips": args.max_skips} if continuous else {}
@@ -222,6 +241,11 @@ def load(args: argparse.Namespace):
     )
     scheduler.start()
     return engine, scheduler, metrics
+
+
+def describe_backend(core) -> str:
+    """The backend a core (or a cascade's first member) runs on, with its settings."""
+    return backend_of(getattr(core, "members", [core])[0]).describe()
 
 
 def on_dev_file(archive, engine: Engine, dev_file: str, points: float):

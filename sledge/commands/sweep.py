@@ -30,7 +30,9 @@ from sledge.commands.common import (
 )
 from sledge.errors import SledgeError
 from sledge.files import check_output_dir, write_files
+from sledge.models.sledge_classifier import prepare_inference
 from sledge.nn import (
+    BACKENDS,
     POLICIES,
     QUANTIZE,
     ConfidencePolicy,
@@ -40,7 +42,6 @@ from sledge.nn import (
     early_exit,
     full_pass_views,
     oracle_exits,
-    quantize_int8,
     simulate_exits,
 )
 from sledge.nn.quantize import full_range_is_exact
@@ -105,9 +106,25 @@ class Sweep(Subcommand):
         )
         subparser.add_argument("--name", default="sledge", help="the swept model's name beside --also models")
         subparser.add_argument(
-            "--precision", nargs="+", default=["fp32"], choices=["fp32", "int8"],
-            help="measure every model and baseline at each precision (int8: dynamic quantization of every "
-            "linear layer, CPU); rows of int8 models are named '... int8'",
+            "--precision", nargs="+", default=["fp32"], choices=["fp32", *QUANTIZE],
+            help="measure every model and baseline at each precision (int8: every linear layer in int8, "
+            "each token with its own activation scale, batch-invariant; int8-static: static scales that "
+            "`allennlp calibrate` stored in each archive, batch-invariant; int8-dynamic: PyTorch's dynamic "
+            "quantization, torch only); rows of int8 models are named '... int8'",
+        )
+        subparser.add_argument(
+            "--backend", nargs="+", default=["torch"], choices=["torch", "onnxruntime"],
+            help="measure every model and baseline on each backend, at each precision, side by side; rows "
+            "on onnxruntime are named '... onnxruntime' (docs/backends.md)",
+        )
+        subparser.add_argument(
+            "--backend-options", default="{}", metavar="JSON",
+            help="options of the onnxruntime backend, e.g. '{\"optimization\": \"extended\"}'",
+        )
+        subparser.add_argument(
+            "--reference-line", default=None, metavar="ROW",
+            help="draw this baseline row as a reference line on the plot, e.g. 'standard onnxruntime int8' "
+            "(default: that row where the sweep has it)",
         )
         subparser.add_argument(
             "--hf-reference", default=None, metavar="BASELINE",
@@ -126,9 +143,25 @@ def sweep_from_args(args: argparse.Namespace) -> None:
         named_archives(args.baseline, "--baseline"), args.cuda_device, args.batch_size, args.repeats,
         args.timing_instances, args.seed, policies=[parse_policy(spec) for spec in args.policy],
         name=args.name, also=named_archives(args.also, "--also"), precisions=args.precision,
-        hf_reference=args.hf_reference,
+        hf_reference=args.hf_reference, backends=args.backend,
+        backend_options=parse_backend_options(args.backend_options), reference_line=args.reference_line,
     )
     print_table(rows)
+
+
+def parse_backend_options(text: str) -> dict:
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SledgeError(f"--backend-options {text!r}: not valid JSON ({error.msg})") from None
+    if not isinstance(options, dict):
+        raise SledgeError(f"--backend-options {text!r}: give a JSON object")
+    return options
+
+
+def suffix_of(backend: str, precision: str) -> str:
+    """What a row's name gets for its backend and precision ('' for torch float32)."""
+    return "".join(f" {part}" for part in (backend, precision) if part not in ("torch", "fp32"))
 
 
 def named_archives(specs: list[str], option: str) -> dict[str, str]:
@@ -243,19 +276,33 @@ def sweep(
     also: dict[str, str] | None = None,
     precisions: list[str] | None = None,
     hf_reference: str | None = None,
+    backends: list[str] | None = None,
+    backend_options: dict | None = None,
+    reference_line: str | None = None,
 ) -> list[dict]:
     """
     Run the sweep; write sweep.json, sweep.csv, sweep.png to `output_dir`; return the rows. `also`
     (name -> archive): more multi-exit models whose curves (the same policies and settings) are
-    measured in the same run; `name` names the first model's rows. `precisions` ("fp32", "int8"):
-    every model and baseline is measured at each (int8: dynamic quantization of its linear layers).
+    measured in the same run; `name` names the first model's rows. `precisions` ("fp32", "int8",
+    "int8-static", "int8-dynamic"): every model and baseline is measured at each (see `model.quantize`).
     `hf_reference` (a baseline's name): that baseline is also timed as plain HuggingFace inference
-    (its `AutoModel`'s own forward and the head), outside sledge's layer-by-layer runner.
+    (its `AutoModel`'s own forward and the head), outside sledge's layer-by-layer runner. `backends`
+    ("torch", "onnxruntime", with `backend_options`): every model and baseline is measured on each, at
+    each precision, side by side. `reference_line`: a baseline row drawn across the plot.
     """
     precisions = precisions or ["fp32"]
+    backends = backends or ["torch"]
     for precision in precisions:
         if precision not in ("fp32", *QUANTIZE):
             raise SledgeError(f"--precision must be fp32 or {', '.join(QUANTIZE)}, got {precision!r}")
+    for backend in backends:
+        if backend not in BACKENDS:
+            raise SledgeError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if "int8-dynamic" in precisions and backends != ["torch"]:
+        raise SledgeError(
+            "--precision int8-dynamic (PyTorch's dynamic quantization) runs on the torch backend only"
+        )
+    combinations = [(backend, precision) for backend in backends for precision in precisions]
     check_inputs(archive_file, input_file, cuda_device)
     for option, archives in (("--baseline", baselines), ("--also", also)):
         for label, path in (archives or {}).items():
@@ -281,17 +328,22 @@ def sweep(
     baseline_rows: list[dict] = []
     references: list[_HfReference] = []
     never = ConfidencePolicy(1.0)
-    for precision in precisions:
-        suffix = "" if precision == "fp32" else f" {precision}"
+    loaded_archives = {name: archive}
+    for backend, precision in combinations:
+        suffix = suffix_of(backend, precision)
+        at = {"backend": backend, "precision": precision, "options": backend_options or {}}
         for model_name, path in {name: archive_file, **(also or {})}.items():
-            loaded = archive if model_name == name else load_sledge_archive(path, cuda_device)
+            if model_name not in loaded_archives:
+                loaded_archives[model_name] = load_sledge_archive(path, cuda_device)
+            loaded = loaded_archives[model_name]
             if loaded.model.core.regression != core.regression:
                 raise SledgeError(f"--also {model_name}: {path} and {archive_file} are different tasks")
             own = instances if loaded is archive else read_labelled(loaded, input_file)
-            models.append(_ModelCurves(model_name + suffix, path, _at(loaded, precision), policies,
-                                       thresholds, own, sample, batch_size, device))
+            measured = _at(loaded, path, cuda_device, **at)
+            models.append(_ModelCurves(model_name + suffix, path, measured, policies, thresholds, own, sample,
+                                       batch_size, device))
         for label, path in (baselines or {}).items():
-            other = _at(load_sledge_archive(path, cuda_device), precision)
+            other = _at(load_sledge_archive(path, cuda_device), path, cuda_device, **at)
             if other.model.core.regression != core.regression:
                 raise SledgeError(f"--baseline {label}: {path} and {archive_file} are different tasks")
             other_instances = read_labelled(other, input_file)
@@ -308,11 +360,12 @@ def sweep(
                     "name": label + suffix,
                     "archive": path,
                     "precision": precision,
+                    "backend": backend,
                     **_scorer(other_logits, other_labels, core.regression)(last),
                     "average_exit_layer": float(other.model.core.layer_indices[-1]),
                 }
             )
-            if label == hf_reference:
+            if label == hf_reference and backend == "torch":
                 references.append(_HfReference(f"{label}{suffix} (HuggingFace)", label + suffix, other,
                                                other_timed, other_logits[-1], sample, batch_size, device))
     if hf_reference is not None and not references:
@@ -337,12 +390,13 @@ def sweep(
         rows.append({**reference.row(seconds, n_timed), **metrics})
 
     layers = core.layer_indices
-    full_precision = [row for row in baseline_rows if row["precision"] == "fp32"]
-    deepest = max(full_precision, key=lambda row: row["average_exit_layer"], default=None)
+    # Times are relative to the standard baseline measured in the first backend and precision given.
+    first = [row for row in baseline_rows if (row["backend"], row["precision"]) == combinations[0]]
+    deepest = max(first, key=lambda row: row["average_exit_layer"], default=None)
     if deepest is not None and deepest["average_exit_layer"] >= layers[-1]:
         standard = deepest
     else:  # no standard baseline given: sledge with no early exit (its slowest setting) stands in for it
-        curve = [row for row in rows if row["kind"] == "sledge" and row["model"] == name]
+        curve = [row for row in rows if row["kind"] == "sledge" and row["model"] == models[0].name]
         standard = max(curve, key=lambda row: row["average_exit_layer"])
     for row in rows:
         row["relative_time"] = row["seconds_per_instance"] / standard["seconds_per_instance"]
@@ -358,7 +412,10 @@ def sweep(
         "models": {model.name: model.archive_file for model in models},
         "exit_metrics": {model.name: model.exit_scores() for model in models},
         "precisions": precisions,
-        **({"int8_activation_bits": 8 if full_range_is_exact() else 7} if "int8" in precisions else {}),
+        "backends": {backend: _backend_description(backend, backend_options or {}) for backend in backends},
+        **({"int8_activation_bits": 8 if full_range_is_exact() else 7}
+           if "int8-dynamic" in precisions else {}),
+        "reference_line": _reference_line(reference_line, baseline_rows),
         "policies": {label: repr(policy) for label, policy, _ in models[0].curves},
         "exit_layers": layers,
         "temperatures": core.temperatures.tolist(),
@@ -380,13 +437,42 @@ def _runner(model_core, policy: ExitPolicy, last_exit: int | None = None, record
     return run
 
 
-def _at(archive, precision: str):
-    """The archive itself for fp32; for int8 a copy whose model's linear layers are quantized."""
-    if precision == "fp32":
+def _at(archive, path: str, cuda_device: int, backend: str, precision: str, options: dict):
+    """The archive itself for torch float32; else a copy whose model is quantized and on `backend`
+    (for int8-static the archive read again: its static scales are a file in it)."""
+    if backend == "torch" and precision == "fp32":
         return archive
+    if precision == "int8-static":
+        overrides = {"model.quantize": precision, "model.backend": backend,
+                     "model.backend_options": options if backend != "torch" else {}}
+        try:
+            return load_sledge_archive(path, cuda_device, overrides)
+        except SledgeError as error:
+            raise SledgeError(f"--precision int8-static: {path}: {error}") from None
     model = copy.deepcopy(archive.model)
-    quantize_int8(model.core)
+    prepare_inference(model.core, None if precision == "fp32" else precision, backend,
+                      options if backend != "torch" else {}, None)
     return archive._replace(model=model)
+
+
+def _backend_description(backend: str, options: dict) -> str:
+    if backend == "torch":
+        return f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    import onnxruntime
+
+    settings = {"optimization": "all", "io_binding": False, "spinning": False, **options}
+    return f"onnxruntime {onnxruntime.__version__}, " + ", ".join(f"{k} {v}" for k, v in settings.items())
+
+
+def _reference_line(name: str | None, baseline_rows: list[dict]) -> str | None:
+    """The baseline row drawn across the plot: the one named, else the ORT int8 standard where measured."""
+    names = [row["name"] for row in baseline_rows]
+    if name is not None:
+        if name not in names:
+            raise SledgeError(f"--reference-line {name!r}: no such baseline row; the sweep has {names}")
+        return name
+    wanted = [row for row in names if row.startswith("standard") and row.endswith(" onnxruntime int8")]
+    return wanted[0] if wanted else None
 
 
 class _HfReference:
@@ -630,6 +716,10 @@ def plot(rows: list[dict], info: dict, title: str | None = None) -> bytes:
                       label="oracle")
     if any(row["kind"] == "baseline" for row in rows):
         axes.plot([], [], "s", color="tab:orange", label="baselines")
+    line = next((row for row in rows if row["name"] == info.get("reference_line")), None)
+    if line is not None:  # the runtime a user would pick instead: its accuracy and its time
+        axes.axhline(line[metric], color="black", linestyle="--", linewidth=0.8, label=line["name"])
+        axes.axvline(line["relative_time"], color="black", linestyle=":", linewidth=0.8)
     axes.set_xlabel(f"time per instance, batch 1, relative to {rows[0]['standard']}")
     axes.set_ylabel("Pearson's r" if metric == "pearson" else "accuracy")
     axes.set_title(title or f"{Path(info['data']).name}: {info['instances']} instances")

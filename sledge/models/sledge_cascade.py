@@ -1,14 +1,14 @@
 """The AllenNLP Model `sledge_cascade`: a cascade of complete models (`sledge.nn.Cascade`) in one archive."""
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional  # noqa: UP035 (AllenNLP reads typing's generics)
 
 import torch
 from allennlp.data import TextFieldTensors, Vocabulary
 from allennlp.models import Model
 
 from sledge.models.exit_policy import ExitPolicyRegistry
-from sledge.models.sledge_classifier import SledgeClassifier, check_quantize
+from sledge.models.sledge_classifier import SledgeClassifier, check_backend, check_quantize
 from sledge.nn import Cascade, LayerwiseEncoder, MultiExitClassifier, resolve_backbone
 
 MEMBER_KEYS = (
@@ -53,6 +53,10 @@ class SledgeCascade(SledgeClassifier):
         Vocabulary namespace of the labels.
     quantize : `str`, optional
         As `sledge`'s: `"int8"` quantizes every member's linear layers when loaded.
+    backend : `str`, optional (default = `"torch"`)
+        As `sledge`'s: every member runs on it.
+    backend_options : `dict`, optional
+        As `sledge`'s.
     serialization_dir : `str`, optional
         Given by AllenNLP: the extracted archive.
     """
@@ -65,6 +69,8 @@ class SledgeCascade(SledgeClassifier):
         exit_policy: Optional[ExitPolicyRegistry] = None,  # noqa: UP045 (AllenNLP reads typing.Optional)
         label_namespace: str = "labels",
         quantize: str | None = None,
+        backend: str = "torch",
+        backend_options: Optional[Dict[str, Any]] = None,  # noqa: UP006, UP045
         serialization_dir: str | None = None,
     ) -> None:  # no **kwargs: AllenNLP would then ask for the parameters of SledgeClassifier too
         Model.__init__(self, vocab, serialization_dir=serialization_dir)
@@ -94,6 +100,7 @@ class SledgeCascade(SledgeClassifier):
             )
         self._setup(Cascade(cores), confidence_threshold, exit_policy, None, label_namespace)
         self.quantize = check_quantize(quantize)
+        self.backend, self.backend_options = check_backend(backend, backend_options)
 
     def forward(  # type: ignore[override]
         self,

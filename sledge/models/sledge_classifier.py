@@ -1,12 +1,13 @@
 """The AllenNLP Model `sledge`: a thin wrapper around `sledge.nn.MultiExitClassifier`."""
 
+import json
 import os
 import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional  # noqa: UP035 (AllenNLP reads typing's generics)
 
 import torch
 from allennlp.data import TextFieldTensors, Vocabulary
@@ -20,6 +21,7 @@ from sledge.errors import SledgeError
 from sledge.models.correlation import Correlation
 from sledge.models.exit_policy import ExitPolicyRegistry
 from sledge.nn import (
+    BACKENDS,
     QUANTIZE,
     Cascade,
     ConfidencePolicy,
@@ -28,11 +30,14 @@ from sledge.nn import (
     LearnedPolicy,
     MultiExitClassifier,
     PatiencePolicy,
+    all_exits,
     check_threshold,
     difficulty_margin_loss,
     early_exit,
     lte_loss,
     quantize_int8,
+    quantize_int8_rows,
+    use_backend,
 )
 from sledge.training import JointStrategy, TrainingStrategy
 
@@ -114,9 +119,19 @@ class SledgeClassifier(Model):
     difficulty_margin : `float`, optional (default = `0.5`)
         The margin ε of that loss (CascadeBERT: 0.5 for SST-2- and MRPC-sized tasks, 0.3 for larger).
     quantize : `str`, optional (default = `None`)
-        `"int8"`: run the encoder layers and the heads with PyTorch's dynamic int8 quantization of every
-        linear layer (CPU), applied when the model is loaded from an archive. Set at inference:
-        `-o '{"model.quantize": "int8"}'` with predict and evaluate.
+        int8 inference of every linear layer of the encoder and the heads (CPU), applied when the model
+        is loaded from an archive; set at inference: `-o '{"model.quantize": "int8"}'`. `"int8"`: each
+        token vector quantized with its own scale; `"int8-static"`: one scale per layer, fitted by
+        `allennlp calibrate` (stored in the archive as `int8_scales.json`). Both are batch-invariant: a
+        row's answer never depends on the other rows. `"int8-dynamic"`: PyTorch's dynamic quantization
+        (one scale per batch, so answers depend on the batch; torch backend only), for comparison.
+    backend : `str`, optional (default = `"torch"`)
+        What runs the model at inference: `"torch"` or `"onnxruntime"` (the pieces exported to ONNX and
+        run by ONNX Runtime on the CPU; `pip install 'sledge[onnx]'`). Set at inference:
+        `-o '{"model.backend": "onnxruntime"}'`.
+    backend_options : `dict`, optional
+        The backend's options (onnxruntime: `optimization`, `io_binding`, `spinning`, `threads`,
+        `cache_dir`; see `sledge.nn.OnnxRuntimeBackend`).
     training_strategy : `TrainingStrategy`, optional (default = `joint`)
         `{"type": "joint"}` (the sum of the exits' losses, the paper), `{"type": "weighted"}` (PABEE:
         deeper exits weigh more), `{"type": "alternating"}` (BERxiT: the last exit alone on every
@@ -148,6 +163,8 @@ class SledgeClassifier(Model):
         difficulty_weight: float = 0.0,
         difficulty_margin: float = 0.5,
         quantize: str | None = None,
+        backend: str = "torch",
+        backend_options: Optional[Dict[str, Any]] = None,  # noqa: UP006, UP045
         training_strategy: Optional[TrainingStrategy] = None,  # noqa: UP045
         label_namespace: str = "labels",
         serialization_dir: str | None = None,
@@ -170,21 +187,21 @@ class SledgeClassifier(Model):
             raise SledgeError("model.difficulty_weight: it ranks class confidences; a regression has none")
         self.difficulty_weight, self.difficulty_margin = difficulty_weight, difficulty_margin
         self.quantize = check_quantize(quantize)
+        self.backend, self.backend_options = check_backend(backend, backend_options)
 
     @classmethod
     def _load(cls, config, serialization_dir, weights_file=None, cuda_device: int = -1) -> "SledgeClassifier":
         """
-        AllenNLP's loading (weights read safely, see `sledge.archival`), then `quantize` if asked. Weights
-        whose shapes do not fit the model the config and vocabulary build are one `SledgeError` line.
+        AllenNLP's loading (weights read safely, see `sledge.archival`), then `quantize` and `backend`.
+        Weights whose shapes do not fit the model the config and vocabulary build are one `SledgeError` line.
         """
         try:
             model = super()._load(config, serialization_dir, weights_file, cuda_device)
         except RuntimeError as error:
             raise weights_mismatch(error, serialization_dir, weights_file) or error from None
-        if model.quantize == "int8":
-            if cuda_device >= 0:
-                raise SledgeError("model.quantize: int8 dynamic quantization runs on the CPU only")
-            quantize_int8(model.core)
+        model.eval()
+        prepare_inference(model.core, model.quantize, model.backend, model.backend_options, serialization_dir,
+                          cuda_device)
         return model
 
     def _setup(
@@ -198,6 +215,7 @@ class SledgeClassifier(Model):
         """What every sledge model keeps besides its core: policy, strategy, metrics."""
         self.core = core
         self.difficulty_weight, self.difficulty_margin, self.quantize = 0.0, 0.5, None
+        self.backend, self.backend_options = "torch", {}
         self.exit_policy = default_policy(
             exit_policy, check_threshold(confidence_threshold, "model.confidence_threshold"), core
         )
@@ -241,8 +259,7 @@ class SledgeClassifier(Model):
             if result.certainty is not None:
                 output["certainty"] = result.certainty
             if label is not None:
-                with torch.no_grad():
-                    all_logits, certainties = self.core.forward_all(*inputs)
+                all_logits, certainties = all_exits(self.core, *inputs)
         output["logits"] = logits
         if self.core.regression:
             output["score"] = logits[:, 0]
@@ -341,6 +358,49 @@ def check_quantize(quantize: str | None) -> str | None:
     if quantize is not None and quantize not in QUANTIZE:
         raise SledgeError(f"model.quantize must be null or one of {', '.join(QUANTIZE)}, got {quantize!r}")
     return quantize
+
+
+def check_backend(backend: str, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    if backend not in BACKENDS:
+        raise SledgeError(f"model.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if options is not None and not isinstance(options, dict):
+        raise SledgeError(f"model.backend_options must be an object, got {options!r}")
+    return backend, dict(options or {})
+
+
+SCALES_FILE = "int8_scales.json"  # what `allennlp calibrate` writes for `quantize: "int8-static"`
+
+
+def prepare_inference(
+    core: "MultiExitClassifier | Cascade",
+    quantize: str | None,
+    backend: str,
+    backend_options: dict[str, Any],
+    serialization_dir: str | None,
+    cuda_device: int = -1,
+) -> None:
+    """Quantize `core` as `quantize` asks (static scales: read from the archive), then put it on `backend`."""
+    if quantize is not None and cuda_device >= 0:
+        raise SledgeError(f"model.quantize: {quantize} runs on the CPU only; load with --cuda-device -1")
+    if quantize == "int8-dynamic" and backend != "torch":
+        raise SledgeError("model.quantize 'int8-dynamic' (PyTorch's dynamic quantization) runs on the torch "
+                          "backend only; use 'int8' or 'int8-static' with model.backend " + repr(backend))
+    if quantize == "int8":
+        quantize_int8_rows(core)
+    elif quantize == "int8-static":
+        path = Path(serialization_dir or ".", SCALES_FILE)
+        if not path.is_file():
+            raise SledgeError(
+                f"model.quantize 'int8-static' needs the activation scales that `allennlp calibrate` stores "
+                f"in the archive ({SCALES_FILE}); this archive has none: calibrate it first"
+            )
+        try:
+            quantize_int8_rows(core, json.loads(path.read_text(encoding="utf-8")))
+        except ValueError as error:
+            raise SledgeError(f"{SCALES_FILE}: {error}; calibrate the archive again") from None
+    elif quantize == "int8-dynamic":
+        quantize_int8(core)
+    use_backend(core, backend, **backend_options)
 
 
 def default_policy(

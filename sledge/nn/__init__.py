@@ -1,5 +1,6 @@
 """The framework-free core of sledge: plain torch and transformers, no AllenNLP."""
 
+from sledge.nn.backends import BACKENDS, Backend, OnnxRuntimeBackend, TorchBackend, backend_of, use_backend
 from sledge.nn.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -11,6 +12,7 @@ from sledge.nn.continuous import Finished, LayerBatcher
 from sledge.nn.difficulty import difficulty_inversion_score
 from sledge.nn.early_exit import (
     EarlyExitOutput,
+    all_exits,
     check_threshold,
     early_exit,
     exits_at_threshold,
@@ -36,13 +38,15 @@ from sledge.nn.model import (
     lte_loss,
     lte_targets,
 )
-from sledge.nn.quantize import QUANTIZE, quantize_int8
+from sledge.nn.quantize import QUANTIZE, Int8Linear, activation_ranges, quantize_int8, quantize_int8_rows
 
 __all__ = [
+    "BACKENDS",
     "EXIT_HEADS",
     "POLICIES",
     "QUANTIZE",
     "AttentionExitHead",
+    "Backend",
     "Cascade",
     "ConfidencePolicy",
     "EarlyExitOutput",
@@ -51,14 +55,20 @@ __all__ = [
     "ExitPolicy",
     "ExitView",
     "Finished",
+    "Int8Linear",
     "LayerBatcher",
     "LayerwiseEncoder",
     "LearnedPolicy",
     "LinearExitHead",
     "MlpExitHead",
     "MultiExitClassifier",
+    "OnnxRuntimeBackend",
     "PatiencePolicy",
     "ScalarMix",
+    "TorchBackend",
+    "activation_ranges",
+    "all_exits",
+    "backend_of",
     "check_threshold",
     "difficulty_inversion_score",
     "difficulty_margin_loss",
@@ -72,6 +82,8 @@ __all__ = [
     "negative_log_likelihood",
     "oracle_exits",
     "quantize_int8",
+    "quantize_int8_rows",
     "resolve_backbone",
     "simulate_exits",
+    "use_backend",
 ]

@@ -3,8 +3,10 @@
 import torch
 from torch import nn
 
+from sledge.nn.backends import backend_of
 from sledge.nn.exit_policies import ExitPolicy, ExitView
 from sledge.nn.model import MultiExitClassifier
+from sledge.nn.output import EarlyExitOutput
 
 
 class Cascade(nn.Module):
@@ -75,14 +77,13 @@ class Cascade(nn.Module):
         policy: ExitPolicy,
         last_exit: int | None = None,
         row_settings: torch.Tensor | None = None,
-    ):
+    ) -> EarlyExitOutput:
         """
         Cascade inference, batched: every member runs only on the rows no earlier member answered
         (rows that leave are taken out, with their policy state; padding no longer needed is cut).
-        `last_exit` (a member position) stops there. See `sledge.nn.early_exit.early_exit`.
+        `last_exit` (a member position) stops there. Each member runs on its own backend (`backend_of`).
+        See `sledge.nn.early_exit.early_exit`.
         """
-        from sledge.nn.early_exit import EarlyExitOutput
-
         batch_size = input_ids.size(0)
         device = input_ids.device
         if token_type_ids is None:
@@ -98,7 +99,8 @@ class Cascade(nn.Module):
         for position in range(last + 1):
             if position < last and skip_earlier:
                 continue
-            logits = self.members[position](input_ids, attention_mask, token_type_ids)[-1]
+            backend = backend_of(self.members[position])
+            logits = backend.all_exits(input_ids, attention_mask, token_type_ids)[0][-1]
             out_logits = out_logits.to(logits.dtype)
             if position == last:
                 out_logits.index_copy_(0, rows, logits)

@@ -22,7 +22,8 @@ and running them first cost a quarter of the throughput at 2x the standard model
 on AG News when it applied at every load (measured through a load generator that was itself slow
 under load: see the README); under heavy load the plain rule keeps the calls full.
 
-Each row's computation depends on its own tokens only (padding is masked), so its outputs and exit
+The model's backend (`backend_of`) computes, one layer a call. Each row's computation depends on its
+own tokens only (padding is masked), so its outputs and exit
 are those of batch-1 inference (up to float rounding). The per-row work is tensor work on groups:
 merging pads and concatenates a few groups, leaving rows are removed by one index selection.
 """
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sledge.nn.backends import backend_of
 from sledge.nn.exit_policies import ExitPolicy, ExitView
 from sledge.nn.model import MultiExitClassifier
 
@@ -157,7 +159,7 @@ class LayerBatcher:
         settings: list[float | None] | None = None,
     ) -> None:
         """Embed new rows (right-padded) and put them in flight, as one group, before layer 0."""
-        hidden, _ = self.model.encoder.embed(input_ids, attention_mask, token_type_ids)
+        hidden = backend_of(self.model).embed(input_ids, attention_mask, token_type_ids)
         given = [None] * len(keys) if settings is None else settings
         values = [self.policy.value() if s is None else float(s) for s in given]
         exits = len(self.model.layer_indices)
@@ -181,10 +183,10 @@ class LayerBatcher:
             group.skipped += 1
         group = _merge(taken)
         self.last_group = len(group)
-        encoder = self.model.encoder
-        mask = encoder.layer_mask(group.attention, group.hidden.dtype)
-        group.hidden = encoder.layer(layer, group.hidden, mask)
-        group.pooled.append(self.model.pool(group.hidden, group.attention))
+        backend = backend_of(self.model)
+        mask = backend.mask(group.attention)
+        group.hidden, pooled = backend.layers(layer, layer, group.hidden, mask, group.attention)
+        group.pooled += pooled
         group.layer, group.skipped = layer + 1, 0
         finished, kept = self._exit(layer, group) if layer in self.model.layer_indices else ([], group)
         if kept is not None:
@@ -240,10 +242,7 @@ class LayerBatcher:
         last = exit_index == len(model.layer_indices) - 1
         if not last and bool(group.skip_earlier.all()):  # nobody here may leave before the last exit
             return [], group
-        head = model.exits[exit_index]
-        features = head.features(group.pooled, group.hidden, group.attention)
-        logits = head.classify(features)
-        certainty = None if model.lte is None else model.certainty(features)
+        logits, certainty = backend_of(model).exit(exit_index, group.pooled, group.hidden, group.attention)
         temperature = model.temperatures[exit_index]
         if last:
             leaving = torch.ones(len(group), dtype=torch.bool)

@@ -1,16 +1,16 @@
 """Early-exit inference: each instance leaves at the first exit confident enough, batch 1 or batched."""
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 
 from sledge.errors import SledgeError
+from sledge.nn.backends import backend_of
+from sledge.nn.cascade import Cascade
 from sledge.nn.exit_policies import ConfidencePolicy, ExitPolicy, ExitView
 from sledge.nn.model import MultiExitClassifier
+from sledge.nn.output import EarlyExitOutput
 
-if TYPE_CHECKING:
-    from sledge.nn.cascade import Cascade
+__all__ = ["EarlyExitOutput", "all_exits", "check_threshold", "early_exit", "exits_at_threshold",
+           "full_pass_views"]
 
 
 def check_threshold(threshold: float, name: str = "confidence_threshold") -> float:
@@ -20,16 +20,6 @@ def check_threshold(threshold: float, name: str = "confidence_threshold") -> flo
     if not 0.0 <= float(threshold) <= 1.0:
         raise SledgeError(f"{name} must lie in [0, 1], got {threshold}")
     return float(threshold)
-
-
-@dataclass
-class EarlyExitOutput:
-    """Per instance: the exit taken and its outputs."""
-
-    logits: torch.Tensor  # (batch, num_labels) uncalibrated logits of the exit taken; regression (batch, 1)
-    probs: torch.Tensor | None  # (batch, num_labels) calibrated (logits / temperature); None for regression
-    exit_index: torch.Tensor  # (batch,), position of the exit taken among the model's exits
-    certainty: torch.Tensor | None = None  # (batch,) the LTE module's certainty at the exit taken
 
 
 @torch.no_grad()
@@ -52,6 +42,10 @@ def early_exit(
     `last_exit` (an exit position) stops there instead of at the model's last exit. `row_settings`
     gives each row its own value of the policy's setting (e.g. its own threshold).
 
+    The model's backend (`backend_of`: torch unless `use_backend` chose another) computes; layers
+    run in segments, from one exit to the next (straight to the last exit when nobody may leave
+    earlier).
+
     On CUDA the host waits for the device once per exit (to learn how many leave), never per layer;
     when the policy lets nobody leave early (threshold 1), the earlier exits are skipped and it never
     waits.
@@ -59,9 +53,11 @@ def early_exit(
     policy = ConfidencePolicy(check_threshold(threshold)) if policy is None else policy
     if not isinstance(model, MultiExitClassifier):  # a cascade of complete models runs its members
         return model.early_exit(input_ids, attention_mask, token_type_ids, policy, last_exit, row_settings)
+    backend = backend_of(model)
     batch_size = input_ids.size(0)
     device = input_ids.device
-    hidden, mask = model.encoder.embed(input_ids, attention_mask, token_type_ids)
+    hidden = backend.embed(input_ids, attention_mask, token_type_ids)
+    mask = backend.mask(attention_mask)
     lengths = attention_mask.sum(dim=1)
     rows = torch.arange(batch_size, device=device)  # original position of each running row
     num_labels = model.num_labels
@@ -74,18 +70,15 @@ def early_exit(
     state = policy.start(batch_size, device)
     if row_settings is not None:
         state[policy.setting] = row_settings.to(device)
-    exit_index = 0
-    for layer in range(model.layer_indices[last] + 1):
-        hidden = model.encoder.layer(layer, hidden, mask)
-        pooled.append(model.pool(hidden, attention_mask))
-        if layer != model.layer_indices[exit_index]:
-            continue
+    first = 0  # the next layer to run
+    for exit_index in range(last + 1):
         if exit_index < last and skip_earlier:  # nobody leaves before the last exit
-            exit_index += 1
             continue
-        features = model.exits[exit_index].features(pooled, hidden, attention_mask)
-        logits = model.exits[exit_index].classify(features)
-        certainty = None if model.lte is None else model.certainty(features)
+        layer = model.layer_indices[exit_index]
+        hidden, more = backend.layers(first, layer, hidden, mask, attention_mask)
+        pooled += more
+        first = layer + 1
+        logits, certainty = backend.exit(exit_index, pooled, hidden, attention_mask)
         if exit_index == last:
             gone, kept = rows, None
         else:
@@ -94,7 +87,6 @@ def early_exit(
             # The one host synchronisation of this exit: how many leave, and the width the rest need.
             num_leaving, width = torch.stack([leaving.sum(), lengths.masked_fill(leaving, 0).max()]).tolist()
             if num_leaving == 0:
-                exit_index += 1
                 continue
             order = torch.argsort(leaving.to(torch.int8), descending=True, stable=True)  # leavers first
             gone, kept = order[:num_leaving], order[num_leaving:]
@@ -110,14 +102,31 @@ def early_exit(
         rows, lengths = rows.index_select(0, kept), lengths.index_select(0, kept)
         hidden = hidden.index_select(0, kept)[:, :width]
         attention_mask = attention_mask.index_select(0, kept)[:, :width]
-        mask = model.encoder.layer_mask(attention_mask, hidden.dtype)  # MPNet's bias is per length
+        mask = backend.mask(attention_mask)  # MPNet's bias is per length
         pooled = [vector.index_select(0, kept) for vector in pooled]
         state = {key: value.index_select(0, kept) for key, value in state.items()}
-        exit_index += 1
     probs = None
     if not model.regression:
         probs = torch.softmax(out_logits / model.temperatures[out_exit][:, None], dim=-1)
     return EarlyExitOutput(logits=out_logits, probs=probs, exit_index=out_exit, certainty=out_certainty)
+
+
+@torch.no_grad()
+def all_exits(
+    model: "MultiExitClassifier | Cascade",
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """
+    One full pass on the model's backend: every exit's uncalibrated logits (a cascade: every member's)
+    and, with the LTE module, every exit's certainty (else None). What sweeps and calibration read.
+    """
+    if isinstance(model, Cascade):
+        members = [backend_of(member).all_exits(input_ids, attention_mask, token_type_ids)[0][-1]
+                   for member in model.members]
+        return members, None
+    return backend_of(model).all_exits(input_ids, attention_mask, token_type_ids)
 
 
 def full_pass_views(

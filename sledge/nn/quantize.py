@@ -1,14 +1,25 @@
-"""Dynamic int8 inference: linear layers' weights in int8 (per output channel), activations as they come."""
+"""
+int8 inference: linear layers' weights in int8 (one scale per output channel) and their inputs in int8.
+
+`quantize_int8_rows` (the model's `quantize: "int8"`) gives every token vector its own activation scale,
+and `quantize_int8_static` (`"int8-static"`) one scale per layer fitted on calibration data: either way
+a row's answer depends on its own tokens only, never on the other rows of its batch or their padding.
+`quantize_int8` is PyTorch's dynamic quantization (`"int8-dynamic"`), one activation scale per batch:
+its answers depend on the batch, kept for comparison.
+"""
 
 import contextlib
 import functools
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.ao.nn.quantized import dynamic
 
-QUANTIZE = ("int8",)
+# The model's `quantize` settings: batch-invariant per-token (the default int8), batch-invariant static
+# scales from calibration, PyTorch's per-batch dynamic quantization.
+QUANTIZE = ("int8", "int8-static", "int8-dynamic")
 
 
 class FullRangeLinear(dynamic.Linear):
@@ -82,3 +93,116 @@ def quantize_int8(module: nn.Module, full_range: bool | None = None) -> nn.Modul
         return torch.ao.quantization.quantize_dynamic(
             module, per_channel, dtype=torch.qint8, mapping=mapping, inplace=True
         )
+
+
+class _Int8MatMul(torch.autograd.Function):
+    """
+    (rows, k) activations, already rounded to integers in [-127, 127] and held as floats, times a (k, n)
+    int8 weight: the exact int32 products' sums. Exported to ONNX as `MatMulInteger` on the activations
+    shifted to uint8 (zero point 128), the kind of int8 product the CPU's fastest kernels take.
+    """
+
+    @staticmethod
+    def forward(ctx, rounded: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        return torch._int_mm(rounded.to(torch.int8), weight)
+
+    @staticmethod
+    def symbolic(g, rounded, weight):  # noqa: ANN001, ANN205 (the legacy ONNX exporter's graph)
+        shifted = g.op("Add", rounded, g.op("Constant", value_t=torch.tensor(128.0)))
+        unsigned = g.op("Cast", shifted, to_i=2)  # TensorProto.UINT8
+        zero = g.op("Constant", value_t=torch.tensor(128, dtype=torch.uint8))
+        return g.op("MatMulInteger", unsigned, weight, zero)
+
+
+class Int8Linear(nn.Module):
+    """
+    A linear layer computed in int8: the weight rounded to int8 with one scale per output channel
+    (symmetric: max |w| of the channel is 127), the input rounded to int8 with a symmetric scale that is
+    either each token's own (max |x| of that vector / 127) or one fixed `input_scale` fitted on
+    calibration data; the int32 products are summed exactly and scaled back to float. A row's output
+    depends on that row only: batched answers are batch-1 answers.
+
+    Parameters
+    ----------
+    linear : `nn.Linear`
+        The float layer to replace (its weight and bias are read, not kept).
+    input_scale : `float`, optional
+        A fixed activation scale (max |x| seen in calibration / 127); None: each token's own.
+    """
+
+    def __init__(self, linear: nn.Linear, input_scale: float | None = None) -> None:
+        super().__init__()
+        weight = linear.weight.detach().float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).clamp(-127, 127)
+                             .to(torch.int8).t().contiguous())  # (in, out)
+        self.register_buffer("weight_scale", scale)
+        bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(self.out_features)
+        self.register_buffer("bias", bias)
+        static = input_scale is not None
+        self.register_buffer("input_scale", torch.tensor(float(input_scale) if static else 0.0))
+        self.static = static
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).float()
+        if self.static:
+            scale = self.input_scale
+        else:
+            scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
+        rounded = torch.round(rows / scale).clamp(-127.0, 127.0)
+        summed = _Int8MatMul.apply(rounded, self.weight_int8)
+        out = summed.float() * self.weight_scale * scale + self.bias  # per channel, then per row
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        scale = f"static {float(self.input_scale):.4g}" if self.static else "per token"
+        return f"in_features={self.in_features}, out_features={self.out_features}, input scale {scale}"
+
+
+def linear_layers(module: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """Every plain `nn.Linear` of `module` (not subclasses such as `nn.MultiheadAttention`'s), by name."""
+    return [(name, child) for name, child in module.named_modules() if type(child) is nn.Linear]
+
+
+def quantize_int8_rows(module: nn.Module, scales: dict[str, float] | None = None) -> nn.Module:
+    """
+    Replace every plain `nn.Linear` of `module` (encoder projections and feed-forward layers, exit heads,
+    the LTE module) by an `Int8Linear`, in place: per-token activation scales, or with `scales` (layer
+    name -> max |input| seen in calibration, as `activation_ranges` gives) one fixed scale per layer. The
+    embeddings, layer norms, softmaxes and the attention head's small self-attention block stay float32.
+    Returns `module`.
+    """
+    if any(parameter.is_cuda for parameter in module.parameters()):
+        raise ValueError("int8 quantization runs on the CPU; load the model with --cuda-device -1")
+    for name, linear in linear_layers(module):
+        if scales is not None and name not in scales:
+            raise ValueError(f"no calibrated activation range for layer {name!r}")
+        scale = None if scales is None else max(scales[name], 1e-8) / 127.0
+        parent_name, _, child = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        setattr(parent, child, Int8Linear(linear, scale))
+    return module
+
+
+@torch.no_grad()
+def activation_ranges(module: nn.Module, run: "Callable[[], None]") -> dict[str, float]:
+    """
+    The largest |input| each plain `nn.Linear` of `module` sees while `run()` runs (padding included, as
+    it is computed; its rows never reach a real row's answer): the calibration of `quantize_int8_rows`'s
+    static scales. A layer that never runs (BERT's pooler) gets 0.
+    """
+    ranges: dict[str, float] = {name: 0.0 for name, _ in linear_layers(module)}
+
+    def record(name: str):
+        def hook(_module, args, _output) -> None:
+            ranges[name] = max(ranges[name], float(args[0].detach().abs().max()))
+        return hook
+
+    hooks = [linear.register_forward_hook(record(name)) for name, linear in linear_layers(module)]
+    try:
+        run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ranges

@@ -1,6 +1,9 @@
 """FastBERT's kind of exit: one small self-attention layer over the exit layer's token states."""
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sledge.errors import SledgeError
@@ -48,7 +51,24 @@ class AttentionExitHead(ExitHead):
     ) -> torch.Tensor:
         mask = attention_mask[:, : hidden.size(1)]
         tokens = self.project(hidden)
-        attended, _ = self.attention(tokens, tokens, tokens, key_padding_mask=mask == 0, need_weights=False)
+        if torch.onnx.is_in_onnx_export():  # nn.MultiheadAttention would export its shapes as constants
+            attended = self._attend(tokens, mask)
+        else:
+            attended, _ = self.attention(tokens, tokens, tokens, key_padding_mask=mask == 0,
+                                         need_weights=False)
         tokens = self.norm(tokens + attended)
         weights = mask[:, :, None].to(tokens.dtype)
         return self.dropout((tokens * weights).sum(dim=1) / weights.sum(dim=1))
+
+    def _attend(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`self.attention` (in evaluation mode) written out with matmuls, whose shapes export as dynamic."""
+        attention = self.attention
+        rows, length, size = tokens.shape
+        heads = attention.num_heads
+        projected = F.linear(tokens, attention.in_proj_weight, attention.in_proj_bias)
+        query, key, value = projected.chunk(3, dim=-1)
+        split = lambda x: x.reshape(rows, length, heads, size // heads).transpose(1, 2)  # noqa: E731
+        scores = split(query) @ split(key).transpose(-1, -2) / math.sqrt(size // heads)
+        scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+        mixed = (torch.softmax(scores, dim=-1) @ split(value)).transpose(1, 2).reshape(rows, length, size)
+        return attention.out_proj(mixed)
