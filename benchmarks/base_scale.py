@@ -20,6 +20,7 @@ The report (--out) puts the targets of issue 30 beside the papers' published bas
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -172,6 +173,8 @@ def sweep(dataset: str, data: dict, work: Path, out: Path, args: argparse.Namesp
             str(args.timing_instances),
             "--precision",
             *args.precision,
+            "--backend",
+            *args.backend,
             *also,
             *baselines,
         ],
@@ -182,86 +185,97 @@ def sweep(dataset: str, data: dict, work: Path, out: Path, args: argparse.Namesp
 
 
 def summarise(dataset: str, out: Path) -> dict:
-    """Issue 30's targets read off one dataset's sweep: per precision, the fastest setting of each sledge
-    model within the tolerance of the mean standard, the last exit against the standard, and sledge's best
-    accuracy at the measured time of each efficient baseline."""
+    """
+    Issue 30's targets read off one dataset's sweep, per backend and precision (the rows' name suffix, as
+    `allennlp sweep` names them): the fastest setting of each sledge model within the tolerance of the mean
+    standard model there, its speed-up over that standard, over the torch fp32 standard and over the
+    standard on ONNX Runtime int8 (where swept); the last exit against the standard; and sledge's best
+    accuracy at the measured time of each efficient baseline.
+    """
     result = json.loads((out / "sweep.json").read_text())
-    metric, rows = result["info"]["metric"], result["rows"]
+    info, rows = result["info"], result["rows"]
+    metric = info["metric"]
     tolerance = 0.01 if dataset == "stsb" else 0.005
+    baselines = {row["name"]: row for row in rows if row["kind"] == "baseline"}
+    bases = sorted({row["model"] for row in rows if row["kind"] == "sledge" and " " not in row["model"]})
+    reference = baselines.get("standard onnxruntime int8")
     summary = {
         "metric": metric,
         "tolerance": tolerance,
-        "instances": result["info"]["instances"],
-        "timed_instances": result["info"]["timed_instances"],
-        "exit_metrics": result["info"]["exit_metrics"],
-        "precisions": {},
+        "instances": info["instances"],
+        "timed_instances": info["timed_instances"],
+        "exit_metrics": info["exit_metrics"],
+        "backends": info.get("backends", {}),
+        "combinations": {},
     }
-    for precision in result["info"]["precisions"]:
-        suffix = "" if precision == "fp32" else f" {precision}"
-        mine = [row for row in rows if row.get("precision", "fp32") == precision]
-        standards = [row for row in mine if row["kind"] == "baseline" and row["name"].startswith("standard")]
-        standard = next(row for row in standards if row["name"] == f"standard{suffix}")
-        fp32_standard = next(row for row in rows if row["kind"] == "baseline" and row["name"] == "standard")
-        target = seeds.aggregate([row[metric] for row in standards])["mean"] - tolerance
-        curves = {}
-        for row in rows:
-            if (
-                row["kind"] == "sledge"
-                and row["model"].endswith(suffix)
-                and (suffix or " " not in row["model"])
-            ):
-                curves.setdefault(row["model"], []).append(row)
-        entry = {
-            "standard": {k: standard[k] for k in (metric, "seconds_per_instance", "instances_per_second")},
-            "standard_mean": target + tolerance,
-            "models": {},
-        }
-        for model, curve in curves.items():
-            reaching = [row for row in curve if row[metric] >= target]
-            pick = min(reaching, key=lambda row: row["seconds_per_instance"]) if reaching else None
-            last = max(curve, key=lambda row: row["average_exit_layer"])
-            entry["models"][model] = {
-                "last_exit": last[metric],
-                "last_exit_minus_standard": last[metric] - standard[metric],
-                "within": None
-                if pick is None
-                else {
-                    "threshold": pick["value"],
-                    metric: pick[metric],
-                    "average_exit_layer": pick["average_exit_layer"],
-                    "speedup_batch1": standard["seconds_per_instance"] / pick["seconds_per_instance"],
-                    "speedup_batch1_vs_fp32_standard": fp32_standard["seconds_per_instance"]
-                    / pick["seconds_per_instance"],
-                    "speedup_batched": pick["instances_per_second"] / standard["instances_per_second"],
+    for backend in info.get("backends", {"torch": ""}):
+        for precision in info["precisions"]:
+            suffix = "".join(f" {part}" for part in (backend, precision) if part not in ("torch", "fp32"))
+            standard = baselines[f"standard{suffix}"]
+            pattern = re.escape(suffix)
+            standards = [
+                row for name, row in baselines.items() if re.fullmatch(rf"standard(-seed\d+)?{pattern}", name)
+            ]
+            target = seeds.aggregate([row[metric] for row in standards])["mean"] - tolerance
+            entry = {
+                "standard": {
+                    k: standard[k] for k in (metric, "seconds_per_instance", "instances_per_second")
                 },
+                "standard_mean": target + tolerance,
+                "models": {},
+                "efficient": [],
             }
-        sledge_curve = curves.get(f"sledge{suffix}", [])
-        entry["efficient"] = []
-        for row in mine:
-            if row["kind"] == "baseline" and row["name"].startswith("efficient"):
-                as_fast = [
-                    point
-                    for point in sledge_curve
-                    if point["seconds_per_instance"] <= row["seconds_per_instance"]
-                ]
-                best = max(as_fast, key=lambda point: point[metric]) if as_fast else None
-                entry["efficient"].append(
-                    {
-                        "name": row["name"],
-                        metric: row[metric],
-                        "seconds_per_instance": row["seconds_per_instance"],
-                        "sledge_best_as_fast": None
-                        if best is None
-                        else {"threshold": best["value"], metric: best[metric]},
+            for base in bases:
+                curve = [row for row in rows if row["kind"] == "sledge" and row["model"] == base + suffix]
+                reaching = [row for row in curve if row[metric] >= target]
+                pick = min(reaching, key=lambda row: row["seconds_per_instance"]) if reaching else None
+                last = max(curve, key=lambda row: row["average_exit_layer"])
+                within = None
+                if pick is not None:
+                    within = {
+                        "threshold": pick["value"],
+                        metric: pick[metric],
+                        "average_exit_layer": pick["average_exit_layer"],
+                        "speedup_batch1": standard["seconds_per_instance"] / pick["seconds_per_instance"],
+                        "speedup_batched": pick["instances_per_second"] / standard["instances_per_second"],
+                        "speedup_batch1_vs_torch_fp32_standard": baselines["standard"]["seconds_per_instance"]
+                        / pick["seconds_per_instance"],
                     }
-                )
-        oracle = [row for row in mine if row["kind"] == "oracle"]
-        if oracle:
-            entry["oracle"] = {
-                metric: oracle[0][metric],
-                "average_exit_layer": oracle[0]["average_exit_layer"],
-            }
-        summary["precisions"][precision] = entry
+                    if reference is not None:
+                        within["speedup_batch1_vs_ort_int8_standard"] = (
+                            reference["seconds_per_instance"] / pick["seconds_per_instance"]
+                        )
+                        within["speedup_batched_vs_ort_int8_standard"] = (
+                            pick["instances_per_second"] / reference["instances_per_second"]
+                        )
+                entry["models"][base] = {
+                    "last_exit": last[metric],
+                    "last_exit_minus_standard": last[metric] - standard[metric],
+                    "within": within,
+                }
+            sledge_curve = [
+                row for row in rows if row["kind"] == "sledge" and row["model"] == "sledge" + suffix
+            ]
+            for name, row in baselines.items():
+                if re.fullmatch(rf"efficient-\d+{pattern}", name):
+                    as_fast = [
+                        p for p in sledge_curve if p["seconds_per_instance"] <= row["seconds_per_instance"]
+                    ]
+                    best = max(as_fast, key=lambda p: p[metric]) if as_fast else None
+                    entry["efficient"].append(
+                        {
+                            "name": name,
+                            metric: row[metric],
+                            "seconds_per_instance": row["seconds_per_instance"],
+                            "sledge_best_as_fast": None
+                            if best is None
+                            else {"threshold": best["value"], metric: best[metric]},
+                        }
+                    )
+            summary["combinations"][f"{backend} {precision}"] = entry
+    oracle = [row for row in rows if row["kind"] == "oracle"]
+    if oracle:
+        summary["oracle"] = {metric: oracle[0][metric], "average_exit_layer": oracle[0]["average_exit_layer"]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -368,58 +382,61 @@ def report(summaries: dict[str, dict], work: Path, out: Path, args: argparse.Nam
             lines.append(f"| {name} | {values} | {record['train_seconds']:.0f} |")
         lines += [
             "",
-            f"Fastest threshold within {tol * 100:g} points of the mean standard model "
-            "(speed-up over the standard model at the same precision, and over the fp32 standard):",
+            f"Fastest threshold within {tol * 100:g} points of the mean standard model at the same "
+            "backend and precision; its speed-up over that standard at batch 1 and at batch 32, over the "
+            "torch fp32 standard and over the standard on ONNX Runtime int8 at batch 1:",
             "",
-            "| precision | model | threshold | " + metric + " | avg exit layer | batch 1 | batch 1 vs fp32 "
-            "standard | batch 32 | last exit - standard |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"| backend, precision | model | threshold | {metric} | avg exit layer | batch 1 | batch 32 | "
+            "vs torch fp32 standard | vs ORT int8 standard | last exit - standard |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for precision, entry in summary["precisions"].items():
+        for combination, entry in summary["combinations"].items():
             for model, got in entry["models"].items():
                 within = got["within"]
-                cells = (
-                    ["none reaches it"] + [""] * 5
-                    if within is None
-                    else [
+                if within is None:
+                    cells = ["none reaches it", "", "", "", "", "", ""]
+                else:
+                    ort = within.get("speedup_batch1_vs_ort_int8_standard")
+                    cells = [
                         f"{within['threshold']:g}",
                         f"{within[metric]:.4f}",
                         f"{within['average_exit_layer']:.2f}",
                         f"{within['speedup_batch1']:.2f}x",
-                        f"{within['speedup_batch1_vs_fp32_standard']:.2f}x",
                         f"{within['speedup_batched']:.2f}x",
+                        f"{within['speedup_batch1_vs_torch_fp32_standard']:.2f}x",
+                        "" if ort is None else f"{ort:.2f}x",
                     ]
-                )
                 lines.append(
-                    f"| {precision} | {model} | "
+                    f"| {combination} | {model} | "
                     + " | ".join(cells)
                     + f" | {got['last_exit_minus_standard'] * 100:+.2f} points |"
                 )
         lines += [
             "",
-            "At the measured time of each efficient baseline, sledge's most accurate setting as fast:",
+            "At the measured time (batch 1) of each efficient baseline, sledge's most accurate setting that "
+            "is as fast:",
             "",
-            "| precision | baseline | its " + metric + " | sledge, as fast | sledge above? |",
+            f"| backend, precision | baseline | its {metric} | sledge, as fast | sledge above? |",
             "|---|---|---|---|---|",
         ]
-        for precision, entry in summary["precisions"].items():
+        for combination, entry in summary["combinations"].items():
             for row in entry["efficient"]:
                 best = row["sledge_best_as_fast"]
-                lines.append(
-                    f"| {precision} | {row['name']} | {row[metric]:.4f} | "
-                    + (
-                        "no setting as fast | no |"
-                        if best is None
-                        else f"{best[metric]:.4f} (threshold {best['threshold']:g}) | "
+                verdict = (
+                    "no setting as fast | no |"
+                    if best is None
+                    else (
+                        f"{best[metric]:.4f} (threshold {best['threshold']:g}) | "
                         f"{'yes' if best[metric] > row[metric] else 'no'} |"
                     )
                 )
-        oracle = summary["precisions"]["fp32"].get("oracle")
+                lines.append(f"| {combination} | {row['name']} | {row[metric]:.4f} | {verdict}")
+        oracle = summary.get("oracle")
         if oracle:
             lines += [
                 "",
-                f"Oracle (the first exit that is right, fp32): {metric} {oracle[metric]:.4f} at an average "
-                f"exit layer of {oracle['average_exit_layer']:.2f}.",
+                f"Oracle (the first exit that is right, torch fp32): {metric} {oracle[metric]:.4f} at an "
+                f"average exit layer of {oracle['average_exit_layer']:.2f}.",
             ]
         lines += [
             "",
@@ -457,6 +474,7 @@ def main() -> None:
     parser.add_argument("--timing-instances", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", nargs="+", default=["fp32", "int8"])
+    parser.add_argument("--backend", nargs="+", default=["torch", "onnxruntime"])
     args = parser.parse_args()
     os.chdir(ROOT)
     work, out = Path(args.work), Path(args.out)
