@@ -212,11 +212,12 @@ TEMPERATURES = [1.0, 1.3, 0.8, 1.1]  # the tiny models' calibration temperatures
 
 def tiny_multi_exit(num_labels: int = 3, head: str = "linear", pooling: str = "mean", regression: bool = False,
                     lte: bool = False, layers: tuple[int, ...] = (0, 1, 3, 5),
-                    config: PretrainedConfig | None = None, seed: int = 0, medians: list[float] | None = None):
+                    config: PretrainedConfig | None = None, seed: int = 0, medians: list[float] | None = None,
+                    temperatures: list[float] | None = None):
     """
     A tiny random multi-exit model (eval mode) on a random encoder of `config` (default: a 6-layer
-    `tiny_config()`), temperatures `TEMPERATURES`, its exits set by `spread_exits` (see the module's
-    docstring). `head`: linear, mlp or attention (16 wide).
+    `tiny_config()`), calibration `temperatures` (default: `TEMPERATURES`, cycled), its exits set by
+    `spread_exits` (see the module's docstring). `head`: linear, mlp or attention (16 wide).
     """
     from sledge.nn import LayerwiseEncoder, MultiExitClassifier
 
@@ -226,7 +227,8 @@ def tiny_multi_exit(num_labels: int = 3, head: str = "linear", pooling: str = "m
     model = MultiExitClassifier(LayerwiseEncoder(config=config), list(layers),
                                 1 if regression else num_labels, pooling=pooling, regression=regression,
                                 learn_to_exit=lte, exit_head=options).eval()
-    model.temperatures.copy_(torch.tensor([TEMPERATURES[j % len(TEMPERATURES)] for j in range(len(layers))]))
+    temperatures = temperatures or [TEMPERATURES[j % len(TEMPERATURES)] for j in range(len(layers))]
+    model.temperatures.copy_(torch.tensor(temperatures))
     spread_exits(model, config, medians)
     return model
 
@@ -280,6 +282,26 @@ def rule_exits(policy, logits: torch.Tensor, temperatures: torch.Tensor,
                 break
         exits.append(chosen)
     return exits
+
+
+def nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of `labels` under softmax(logits / temperature), in float64 numpy."""
+    import numpy as np
+
+    scaled = logits.double().numpy() / temperature
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    log_probs = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels.numpy()].mean())
+
+
+def independent_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The temperature that minimises `nll`, found by scipy's bounded scalar search on log T (not by
+    sledge's LBFGS)."""
+    from scipy.optimize import minimize_scalar
+
+    found = minimize_scalar(lambda log_t: nll(logits, labels, math.exp(log_t)), bounds=(-5.0, 5.0),
+                            method="bounded", options={"xatol": 1e-7})
+    return math.exp(found.x)
 
 
 @torch.no_grad()
