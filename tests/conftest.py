@@ -411,6 +411,25 @@ def single_exit_runs(tmp_path_factory) -> dict[int, Path]:
             / "model.tar.gz" for layer in (1, 5)}
 
 
+def archive_pass(archive_file, data: Path = TEST) -> dict:
+    """
+    One full pass of an archive's model over `data` (one batch): `logits` (exits, N, labels),
+    `certainties` (exits, N) or None, gold `labels` (indices, or scores), `temperatures`, `names` (the
+    labels in the order of the model's vocabulary, that of `probs`) and `lengths` (tokens per instance).
+    """
+    from sledge.commands.common import full_pass, load_sledge_archive, read_labelled, tensor_batches
+
+    archive = load_sledge_archive(str(archive_file))
+    instances = read_labelled(archive, str(data))
+    logits, certainties, labels = full_pass(archive.model, tensor_batches(instances, archive, 64, torch.device("cpu")))
+    core = archive.model.core
+    names = [] if core.regression else [archive.model.vocab.get_token_from_index(i, "labels")
+                                        for i in range(core.num_labels)]
+    return {"logits": logits, "certainties": certainties, "labels": labels, "temperatures": core.temperatures.clone(),
+            "names": names, "lengths": [len(instance["tokens"]) for instance in instances],
+            "layers": list(core.layer_indices)}
+
+
 def predict_lines(archive, lines: list[dict], output: Path, *options: str) -> list[dict]:
     """`allennlp predict` (in this process) of JSON `lines`, written beside `output`; the output's rows."""
     source = output.with_suffix(".input.jsonl")
