@@ -16,7 +16,7 @@ import torch
 from allennlp.models.archival import load_archive
 
 import sledge.commands.common
-from conftest import FIXTURES, ROOT, TEST, allennlp, build_tiny_bert
+from conftest import FIXTURES, ROOT, TEST, TRAIN, allennlp, build_tiny_bert
 from sledge.dataset_readers import AgNewsReader, RteReader, SstSentenceReader
 from sledge.errors import ArchiveError, SledgeError
 from sledge.files import check_output_dir, check_output_file, write_atomically
@@ -535,10 +535,16 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def midway_commands(archive: Path, tmp_path: Path) -> dict[str, list[str]]:
+def midway_commands(archive: Path, tmp_path: Path, command: str) -> tuple[list[str], list[str]]:
+    """
+    The arguments of `command` writing to tmp_path / "out": those of an earlier run, then those of the
+    run that fails. The two differ (in data or settings) so their outputs differ: an output rewritten
+    in place with the same bytes could not be told from one left alone.
+    """
     out = tmp_path / "out"
     source = write_lines(tmp_path / "in.jsonl", SENTENCES)
-    return {
+    earlier_source = write_lines(tmp_path / "earlier.jsonl", SENTENCES[:20])
+    later = {
         "predict": ["predict", str(archive), str(source), "--include-package", "sledge", "--silent",
                     "--batch-size", "8", "--output-file", str(out / "predictions.jsonl")],
         "evaluate": ["evaluate", str(archive), str(TEST), "--include-package", "sledge", "--batch-size", "8",
@@ -549,18 +555,32 @@ def midway_commands(archive: Path, tmp_path: Path) -> dict[str, list[str]]:
         "sweep": ["sweep", str(archive), str(TEST), "--output-dir", str(out), "--repeats", "1",
                   "--timing-instances", "6", "--batch-size", "4", "--thresholds", "0", "0.8", "1"],
         "difficulty": ["difficulty", str(archive), str(TEST), "--output-dir", str(out), "--batch-size", "8"],
-    }
+    }[command]
+    earlier = {
+        "predict": [str(earlier_source) if value == str(source) else value for value in later],
+        "evaluate": [*later, "-o", json.dumps({"model.confidence_threshold": 0.8})],
+        "calibrate": [str(TRAIN) if value == str(TEST) else value for value in later],
+        "sweep": [*later[:-3], "0", "1"],
+        "difficulty": [*later, "--high", "0.6"],
+    }[command]
+    return earlier, later
 
 
-@pytest.mark.parametrize("command", ["predict", "evaluate", "calibrate", "sweep", "difficulty"])
+COMMANDS = ["predict", "evaluate", "calibrate", "sweep", "difficulty"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_a_run_that_fails_at_its_third_batch_leaves_the_earlier_outputs_byte_for_byte(
     trained_run, tmp_path, batches, command
 ):
-    arguments = midway_commands(trained_run["archive"], tmp_path)[command]
-    allennlp(*arguments)  # the earlier outputs: a complete run
-    before = snapshot(tmp_path / "out")
-    assert before and not [name for name in before if name.startswith(".")]
+    earlier, arguments = midway_commands(trained_run["archive"], tmp_path, command)
+    allennlp(*arguments)  # a complete run: its outputs differ from the earlier run's
+    complete = snapshot(tmp_path / "out")
     assert len(batches.sizes) >= 3, f"{command} makes {len(batches.sizes)} passes: none fails at the third"
+    allennlp(*earlier)
+    before = snapshot(tmp_path / "out")
+    assert before.keys() == complete.keys() and not [name for name in before if name.startswith(".")]
+    assert all(before[name] != complete[name] for name in before if not name.endswith(".png"))
     batches.sizes.clear()
     # evaluate runs each batch twice (the early exit, then every exit for the metrics): its third
     # batch begins at the fifth pass
@@ -571,6 +591,36 @@ def test_a_run_that_fails_at_its_third_batch_leaves_the_earlier_outputs_byte_for
     assert snapshot(tmp_path / "out") == before  # byte for byte, and no partial file left beside them
     if command == "predict":  # it failed while writing its output (to a temporary name beside it)
         assert [name for name in batches.at_failure if name.endswith(".partial")]
+
+
+@pytest.mark.parametrize("command", ["calibrate", "sweep", "difficulty"])
+def test_a_run_that_fails_while_writing_its_outputs_leaves_the_earlier_ones_byte_for_byte(
+    trained_run, tmp_path, monkeypatch, command
+):
+    """calibrate, sweep and difficulty write only once everything is computed: here the failure comes
+    while they write (the archive's third member; a folder's second file)."""
+    earlier, arguments = midway_commands(trained_run["archive"], tmp_path, command)
+    allennlp(*earlier)
+    before = snapshot(tmp_path / "out")
+    calls = []
+
+    def failing(original, at: int):
+        def write(*args, **kwargs):
+            calls.append(args[1:2])
+            if len(calls) == at:
+                raise Injected(f"write {at} fails")
+            return original(*args, **kwargs)
+
+        return write
+
+    if command == "calibrate":
+        monkeypatch.setattr(tarfile.TarFile, "addfile", failing(tarfile.TarFile.addfile, 3))
+    else:
+        monkeypatch.setattr(Path, "write_bytes", failing(Path.write_bytes, 2))
+    with pytest.raises(Injected):
+        allennlp(*arguments)
+    assert len(calls) >= 2
+    assert snapshot(tmp_path / "out") == before
 
 
 def test_evaluate_runs_at_the_batch_size_it_is_given(trained_run, tmp_path, batches):
