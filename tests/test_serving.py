@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -322,14 +323,59 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class Lines:
+    """The lines a process writes, read by a thread as they come; `wait_for` waits (up to a deadline)
+    for a line containing a text."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self.arrived = threading.Condition()
+        self.reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self.arrived:
+                self.lines.append(line)
+                self.arrived.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: any(text in line for line in self.lines), timeout):
+                raise AssertionError(f"no line with {text!r} in {timeout} s:\n{''.join(self.lines)}")
+
+
+def read_events(descriptor: int, count: int, timeout: float = 120) -> bytes:
+    """`count` bytes from a pipe, waiting for them (up to a deadline)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        readable, _, _ = select.select([descriptor], [], [], max(0.0, deadline - time.monotonic()))
+        if not readable:
+            raise AssertionError(f"{len(got)} of {count} events came in {timeout} s: {got!r}")
+        got += os.read(descriptor, count - len(got))
+    return got
+
+
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
-def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(trained_run, scheduler):
+def test_a_real_server_answers_every_accepted_request_after_sigterm_and_exits(trained_run, scheduler):
+    """
+    The model is held (a gate, tests/plugins/sledge_gate.py) while 8 requests of 32 sentences each
+    arrive; once the server reports that it accepted all 8, it gets SIGTERM; once it says it is
+    shutting down, the gate opens. Every accepted request must then be answered 200, in full, and the
+    server exit 0.
+    """
     port = free_port()
+    events, events_in = os.pipe()
+    control_out, control = os.pipe()
+    plugins = str(ROOT / "tests" / "plugins")
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "allennlp"),
             "serve",
             str(trained_run["archive"]),
+            "--include-package",
+            "sledge_gate",
             "--port",
             str(port),
             "--scheduler",
@@ -345,20 +391,22 @@ def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(traine
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        pass_fds=(events_in, control_out),
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "SLEDGE_GATE_EVENTS": str(events_in),
+             "SLEDGE_GATE_CONTROL": str(control_out),
+             "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))},
     )
+    os.close(events_in)
+    os.close(control_out)
+    output = Lines(server.stdout)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the server never became ready")
-        with httpx.Client(timeout=60) as client:
+        output.wait_for("Uvicorn running on")  # listening
+        output.wait_for("sledge serve:")  # the model is loaded: its scheduler starts now
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/health", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the server never became ready"
+        with httpx.Client(timeout=120) as client:
             one = client.post(f"{url}/predict", json={"sentence": SENTENCES[0]})
             assert one.status_code == 200 and one.json()["exit_layer"] in (0, 1, 3, 5)
             bad = client.post(f"{url}/predict", json={"sentence": ""})
@@ -367,28 +415,33 @@ def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(traine
             metrics = client.get(f"{url}/metrics").text
             assert 'sledge_requests_total{status="200"} 1.0' in metrics
             assert 'sledge_requests_total{status="422"} 1.0' in metrics and "sledge_threshold 0.6" in metrics
+            assert read_events(events, 1) == b"+"  # the one answered request
+            os.write(control, b"c")
+            assert read_events(events, 1) == b"c"  # the model is held from here on
             with ThreadPoolExecutor(8) as pool:
                 futures = [
                     pool.submit(client.post, f"{url}/predict", json=[{"sentence": s} for s in SENTENCES])
                     for _ in range(8)
                 ]
-                time.sleep(0.2)
+                assert read_events(events, 8) == b"+" * 8  # the server accepted all 8
+                assert not any(future.done() for future in futures)
                 server.send_signal(signal.SIGTERM)
-                results = []
-                for future in futures:
-                    try:
-                        results.append(future.result())
-                    except httpx.TransportError:
-                        results.append(None)  # not accepted before the server stopped listening
-            answered = [r for r in results if r is not None]
-            assert answered and all(r.status_code == 200 for r in answered)
-            assert all(len(r.json()) == len(SENTENCES) for r in answered)
-        assert server.wait(timeout=60) == 0
+                output.wait_for("Shutting down")
+                assert not any(future.done() for future in futures)
+                os.write(control, b"o")
+                answered = [future.result() for future in futures]
+            assert [response.status_code for response in answered] == [200] * 8
+            assert all(len(response.json()) == len(SENTENCES) for response in answered)
+            assert all(row["exit_layer"] in (0, 1, 3, 5) for response in answered for row in response.json())
+        assert server.wait(timeout=120) == 0
     finally:
         if server.poll() is None:
             server.kill()
-    log = server.stdout.read()
-    assert "policy ConfidencePolicy(threshold=0.6" in log
+            server.wait()
+        os.close(events)
+        os.close(control)
+    output.reader.join(timeout=10)
+    assert "policy ConfidencePolicy(threshold=0.6" in "".join(output.lines)
 
 
 def test_the_server_chooses_its_threshold_on_a_dev_file_or_from_a_sweep(archive, trained_run, tmp_path):
