@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import httpx
@@ -60,12 +60,12 @@ def app_of(archive, scheduler="dynamic", batch_size=8, queue_size=64, wait=None,
     return create_app(load)
 
 
-def ready(client: TestClient) -> None:
-    for _ in range(200):
-        if client.get("/health").status_code == 200:
-            return
-        time.sleep(0.05)
-    raise AssertionError(client.get("/health").json())
+def ready(client: TestClient, timeout: float = 120) -> None:
+    """Wait (up to a deadline, not a fixed time) until the model has loaded in its thread."""
+    deadline = time.monotonic() + timeout
+    while (health := client.get("/health")).status_code != 200:
+        assert time.monotonic() < deadline, health.json()
+        time.sleep(0.01)
 
 
 def predictions(trained_run, tmp_path: Path, threshold: float) -> list[dict]:
@@ -93,7 +93,8 @@ def test_health_is_ready_only_once_the_model_is_loaded(archive):
         return engine, scheduler, metrics
 
     with TestClient(create_app(slow_load)) as client:
-        assert client.get("/health").json() == {"status": "loading"}
+        loading = client.get("/health")
+        assert loading.status_code == 503 and loading.json() == {"status": "loading"}
         response = client.post("/predict", json={"sentence": "good"})
         assert response.status_code == 503 and response.headers["Retry-After"] == "1"
         gate.set()
@@ -101,6 +102,20 @@ def test_health_is_ready_only_once_the_model_is_loaded(archive):
         assert client.get("/health").json()["status"] == "ready"
         assert "/predict" in client.get("/openapi.json").json()["paths"]
         assert client.get("/docs").status_code == 200
+
+
+def test_health_answers_503_naming_the_error_when_the_model_failed_to_load():
+    def failing_load():
+        raise SledgeError("model.tar.gz: not a sledge archive")
+
+    with TestClient(create_app(failing_load)) as client:
+        deadline = time.monotonic() + 60
+        while (health := client.get("/health")).json()["status"] == "loading":
+            assert time.monotonic() < deadline
+        assert health.status_code == 503
+        assert health.json() == {"status": "failed", "detail": "SledgeError: model.tar.gz: not a sledge archive"}
+        response = client.post("/predict", json={"sentence": "good"})
+        assert response.status_code == 503 and "not a sledge archive" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
@@ -188,17 +203,26 @@ def test_the_server_tokenizes_every_text_exactly_as_the_reader_does(archive):
 
 
 def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered(archive, monkeypatch):
-    gate, encoded = threading.Event(), []
-    encode = Engine.encode
+    gate, encoded, accepted = threading.Event(), [], []
+    encode, submit = Engine.encode, DynamicScheduler.submit
     monkeypatch.setattr(Engine, "encode", lambda self, instance: encoded.append(1) or encode(self, instance))
+    monkeypatch.setattr(DynamicScheduler, "submit", lambda self, job: accepted.append(1) or submit(self, job))
     with TestClient(app_of(archive, queue_size=2, batch_size=1, wait=gate)) as client:
         ready(client)
         with ThreadPoolExecutor(8) as pool:
             futures = [
                 pool.submit(client.post, "/predict", json={"sentence": SENTENCES[i]}) for i in range(8)
             ]
-            time.sleep(1.0)
+            # with the model held, each request is either accepted (queued, or taken by the model
+            # thread) or turned away at once: wait until all 8 are one or the other
+            deadline = time.monotonic() + 60
+            while len(accepted) + sum(f.done() for f in futures) < len(futures):
+                assert time.monotonic() < deadline, f"{len(accepted)} accepted, the rest unanswered"
+                wait([f for f in futures if not f.done()], timeout=0.05, return_when=FIRST_COMPLETED)
             done_early = [f.result() for f in futures if f.done()]
+            assert 2 <= len(accepted) <= 3  # the queue's 2, and one the model thread may hold
+            assert [r.status_code for r in done_early] == [503] * (8 - len(accepted))
+            assert all(r.headers["Retry-After"] == "1" for r in done_early)
             # while the queue is full a request is turned away before its text is tokenized
             tokenized = len(encoded)
             assert client.post("/predict", json={"sentence": SENTENCES[0]}).status_code == 503
@@ -206,10 +230,10 @@ def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered
             gate.set()
             responses = [f.result() for f in futures]
         statuses = sorted(r.status_code for r in responses)
-        assert statuses.count(503) >= 1 and all(r.headers["Retry-After"] == "1" for r in done_early)
-        assert set(statuses) <= {200, 503} and statuses.count(200) >= 2
+        assert statuses == [200] * len(accepted) + [503] * (8 - len(accepted))  # every accepted one answered
         metrics = client.get("/metrics").text
         assert f"sledge_rejected_total {float(statuses.count(503) + 1)}" in metrics
+        assert f'sledge_requests_total{{status="200"}} {float(len(accepted))}' in metrics
         assert 'sledge_requests_total{status="503"}' in metrics and "sledge_exit_layer_bucket" in metrics
 
 
