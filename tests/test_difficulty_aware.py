@@ -82,7 +82,7 @@ def test_the_dar_loss_is_added_for_instances_with_difficulty(tiny_bert):
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory) -> dict:
-    """`allennlp difficulty-labels` with 2 folds and 1 seed on the tiny SST fixtures."""
+    """`allennlp difficulty-labels` with 2 folds and 2 seeds on the sentiment fixtures."""
     work = tmp_path_factory.mktemp("labels")
     backbone = build_tiny_bert(work / "tiny-bert", num_layers=6)
     overrides = {
@@ -108,6 +108,7 @@ def labelled(tmp_path_factory) -> dict:
             "2",
             "--seeds",
             "7",
+            "8",
             "--label-also",
             str(TEST),
             "--output-file",
@@ -120,7 +121,7 @@ def labelled(tmp_path_factory) -> dict:
 
 def test_k_fold_labelling_labels_every_instance_once_without_leakage(labelled, tiny_bert):
     report = json.loads(labelled["output"].read_text())
-    assert report["folds"] == 2 and report["seeds"] == [7] and report["models_trained"] == 2
+    assert report["folds"] == 2 and report["seeds"] == [7, 8] and report["models_trained"] == 4
     reader = SstSentenceReader(tiny_bert, dev_fraction=0.25)
     # the training part across folds and the development part by prediction: every line of the file
     train_lines = [str(e.line) for e in reader.examples(str(TRAIN))]
@@ -128,7 +129,7 @@ def test_k_fold_labelling_labels_every_instance_once_without_leakage(labelled, t
     assert set(report["files"][str(TRAIN)].values()) <= {"easy", "hard"}
     assert len(report["files"][str(TEST)]) == len(TEST.read_text().splitlines())
     development = {e.line for e in reader.examples(f"{TRAIN}#dev")}
-    assert len(development) == 12
+    assert len(development) == round(0.25 * len(TRAIN.read_text().splitlines()))
     for k in (1, 2):  # each fold model trained on the other fold only, never on the development part
         config = json.loads(
             (labelled["work"] / "folds" / "seed-7" / f"fold-{k}-of-2" / "config.json").read_text()
@@ -137,6 +138,42 @@ def test_k_fold_labelling_labels_every_instance_once_without_leakage(labelled, t
         held = {e.line for e in reader.examples(f"{TRAIN}#train#fold-{k}-of-2")}
         assert config["train_data_path"] == f"{TRAIN}#train#without-fold-{k}-of-2"
         assert trained_on and held and not trained_on & held and not trained_on & development
+
+
+def right_by_seed(labelled, seed: int, data: str, fold: int | None = None) -> dict[str, bool]:
+    """{line: whether the deepest exit of the fold model of `seed` is right}, from its archive."""
+    from sledge.commands.common import full_pass, load_sledge_archive, tensor_batches
+
+    models = [fold] if fold else [1, 2]
+    right: dict[str, list[bool]] = {}
+    for k in models:
+        archive = load_sledge_archive(str(labelled["work"] / "folds" / f"seed-{seed}" / f"fold-{k}-of-2"
+                                          / "model.tar.gz"))
+        path = f"{data}#fold-{k}-of-2" if fold else data
+        reader = archive.validation_dataset_reader
+        logits, _, gold = full_pass(archive.model, tensor_batches(list(reader.read(path)), archive, 64,
+                                                                 torch.device("cpu")))
+        for example, ok in zip(reader.examples(path), (logits[-1].argmax(-1) == gold).tolist()):
+            right.setdefault(str(example.line), []).append(ok)
+    return {line: all(oks) for line, oks in right.items()}
+
+
+def test_an_instance_is_easy_if_right_under_every_seed(labelled):
+    """Recomputed from the kept fold models: a training line is judged by the model of each seed whose
+    fold held it out; a line of the --label-also file by every model; easy if right under all."""
+    report = json.loads(labelled["output"].read_text())
+    disagree = 0
+    for data in (f"{TRAIN}#train", str(TEST)):
+        if data == str(TEST):
+            seeds = {seed: right_by_seed(labelled, seed, data) for seed in (7, 8)}
+        else:
+            seeds = {seed: {**right_by_seed(labelled, seed, data, 1), **right_by_seed(labelled, seed, data, 2)}
+                     for seed in (7, 8)}
+        labels = report["files"][data.split("#")[0]]
+        for line in seeds[7]:
+            assert labels[line] == ("easy" if seeds[7][line] and seeds[8][line] else "hard"), (data, line)
+        disagree += sum(seeds[7][line] != seeds[8][line] for line in seeds[7])
+    assert disagree > 0, "the two seeds agree everywhere: the rule is not exercised"
 
 
 def test_a_dar_run_reads_labels_for_its_training_and_development_parts(labelled, tmp_path, monkeypatch):
