@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from allennlp.common import Params
@@ -14,6 +15,7 @@ from conftest import ROOT, TEST, TRAIN, allennlp, build_tiny_bert
 from sledge.dataset_readers import SstSentenceReader
 from sledge.dataset_readers.base import held_out
 from sledge.errors import SledgeError
+from sledge.models.sledge_classifier import SledgeClassifier
 from sledge.nn import difficulty_inversion_score, difficulty_margin_loss
 
 
@@ -184,10 +186,54 @@ def test_a_dar_run_reads_labels_for_its_training_and_development_parts(labelled,
         "model.difficulty_weight": 0.5,
         "model.difficulty_margin": 0.5,
     }
+    batches = []
+    forward = SledgeClassifier.forward
+
+    def recording(self, tokens, label=None, metadata=None, difficulty=None):
+        """Each training batch's difficulty, texts and loss, and its loss without the regularisation and
+        every exit's logits, computed with the same dropout masks."""
+        if not self.training:
+            return forward(self, tokens, label, metadata, difficulty)
+        state = torch.get_rng_state()
+        output = forward(self, tokens, label, metadata, difficulty)
+        with torch.no_grad():
+            torch.set_rng_state(state)
+            plain = forward(self, tokens, label, metadata, None)["loss"]
+            torch.set_rng_state(state)
+            logits = self.core(tokens["input_ids"], tokens["attention_mask"], tokens.get("token_type_ids"))
+        batches.append({"difficulty": None if difficulty is None else difficulty.tolist(),
+                        "texts": [m["text"] for m in metadata], "loss": float(output["loss"]),
+                        "plain": float(plain), "logits": [z.detach() for z in logits]})
+        return output
+
+    monkeypatch.setattr(SledgeClassifier, "forward", recording)
     allennlp("train", "training_config/sst2_minilm.jsonnet", "-s", str(tmp_path / "dar"),
              "-o", json.dumps(overrides), "--include-package", "sledge")
     metrics = json.loads((tmp_path / "dar" / "metrics.json").read_text())
     assert math.isfinite(metrics["validation_loss"]) and 0.0 <= metrics["validation_accuracy"] <= 1.0
+    # Every training batch carries the labels of the difficulty file, line by line ...
+    labels = json.loads(labelled["output"].read_text())["files"][str(TRAIN)]
+    reader = SstSentenceReader(str(labelled["backbone"]))
+    by_text: dict[str, set[int]] = {}
+    for example in reader.examples(f"{TRAIN}#train"):
+        by_text.setdefault(example.text, set()).add(int(labels[str(example.line)] == "easy"))
+    assert batches and all(batch["difficulty"] is not None for batch in batches)
+    for batch in batches:
+        assert all(easy in by_text[text] for easy, text in zip(batch["difficulty"], batch["texts"]))
+    # ... and its loss is the plain loss plus the weight (0.5) times each exit's margin loss (margin 0.5),
+    # the margin loss computed here from the exits' confidences
+    mixed = 0
+    for batch in batches:
+        easy = np.array(batch["difficulty"], dtype=float)
+        margins = 0.0
+        for logits in batch["logits"]:
+            confidence = torch.softmax(logits.double(), -1).max(-1)[0].numpy()
+            g = easy[:, None] - easy[None, :]
+            hinge = np.maximum(0.0, -g * (confidence[:, None] - confidence[None, :]) + 0.5)
+            margins += hinge[g != 0].mean() if (g != 0).any() else 0.0
+        mixed += bool((g != 0).any())
+        assert batch["loss"] - batch["plain"] == pytest.approx(0.5 * margins, rel=1e-4, abs=1e-6)
+    assert mixed > 0  # batches with an easy and a hard instance: the regularisation is not zero
 
 
 def test_a_reader_attaches_the_labels_and_difficulty_reports_the_dis(
