@@ -74,7 +74,8 @@ _WORDS = (
 # Tiny backbones: configs in memory, and models with their tokenizers on disk
 
 
-def tiny_config(family: str = "bert", num_layers: int = 6, vocab_size: int = 100, **changes) -> PretrainedConfig:
+def tiny_config(family: str = "bert", num_layers: int = 6, vocab_size: int = 100,
+    **changes) -> PretrainedConfig:
     """A tiny config (hidden 32, 2 attention heads) of a backbone family the layer-by-layer encoder runs."""
     common = dict(vocab_size=vocab_size, hidden_size=32, num_attention_heads=2, intermediate_size=64,
                   num_hidden_layers=num_layers)
@@ -148,7 +149,8 @@ def mixed_batch(size: int = 32, seed: int = 0, config: PretrainedConfig | None =
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(3, 20, (size,), generator=generator)
     mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
-    ids = torch.randint(5, vocab_size, mask.shape, generator=generator) * mask + pad_id_of(config) * (1 - mask)
+    ids = torch.randint(5, vocab_size, mask.shape,
+        generator=generator) * mask + pad_id_of(config) * (1 - mask)
     return ids, mask, torch.zeros_like(ids)
 
 
@@ -210,7 +212,8 @@ def spread_exits(model, config: PretrainedConfig | None = None, medians: list[fl
 TEMPERATURES = [1.0, 1.3, 0.8, 1.1]  # the tiny models' calibration temperatures, cycled over the exits
 
 
-def tiny_multi_exit(num_labels: int = 3, head: str = "linear", pooling: str = "mean", regression: bool = False,
+def tiny_multi_exit(num_labels: int = 3, head: str = "linear", pooling: str = "mean",
+    regression: bool = False,
                     lte: bool = False, layers: tuple[int, ...] = (0, 1, 3, 5),
                     config: PretrainedConfig | None = None, seed: int = 0, medians: list[float] | None = None,
                     temperatures: list[float] | None = None):
@@ -312,14 +315,16 @@ def alone(model, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor | No
     for row in range(len(ids)):
         n = int(mask[row].sum())
         one_logits, one_certainties = model.forward_all(
-            ids[row : row + 1, :n], mask[row : row + 1, :n], None if types is None else types[row : row + 1, :n])
+            ids[row : row + 1, :n], mask[row : row + 1, :n],
+                None if types is None else types[row : row + 1, :n])
         logits.append(torch.stack(one_logits)[:, 0])
         if one_certainties is not None:
             certainties.append(torch.stack(one_certainties)[:, 0])
     return torch.stack(logits, dim=1), (torch.stack(certainties, dim=1) if certainties else None)
 
 
-def observed(values: torch.Tensor, shares=(0.25, 0.5, 0.75), among: torch.Tensor | None = None) -> list[float]:
+def observed(values: torch.Tensor, shares=(0.25, 0.5, 0.75),
+    among: torch.Tensor | None = None) -> list[float]:
     """
     Settings equal to observed statistics: the values at these shares of the sorted `values` (each the
     statistic of some row, which then sits exactly on the boundary). `among` (bool, per value) limits
@@ -391,7 +396,8 @@ def train_tiny(work: Path, config: str = "sst2_minilm", family: str = "bert", nu
     run = work / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(ROOT)
-        allennlp("train", str(path), "-s", str(run), "--include-package", "sledge", "-o", json.dumps(overrides))
+        allennlp("train", str(path), "-s", str(run), "--include-package", "sledge", "-o",
+            json.dumps(overrides))
     shutil.rmtree(backbone)
     return run
 
@@ -421,11 +427,13 @@ def archive_pass(archive_file, data: Path = TEST) -> dict:
 
     archive = load_sledge_archive(str(archive_file))
     instances = read_labelled(archive, str(data))
-    logits, certainties, labels = full_pass(archive.model, tensor_batches(instances, archive, 64, torch.device("cpu")))
+    logits, certainties, labels = full_pass(archive.model, tensor_batches(instances, archive, 64,
+        torch.device("cpu")))
     core = archive.model.core
     names = [] if core.regression else [archive.model.vocab.get_token_from_index(i, "labels")
                                         for i in range(core.num_labels)]
-    return {"logits": logits, "certainties": certainties, "labels": labels, "temperatures": core.temperatures.clone(),
+    return {"logits": logits, "certainties": certainties, "labels": labels,
+        "temperatures": core.temperatures.clone(),
             "names": names, "lengths": [len(instance["tokens"]) for instance in instances],
             "layers": list(core.layer_indices)}
 

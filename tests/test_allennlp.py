@@ -10,7 +10,17 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import GOLD, ROOT, SENTENCES, SWEEP_GRID, TEST, allennlp, archive_pass, predict_lines, rule_exits
+from conftest import (
+    GOLD,
+    ROOT,
+    SENTENCES,
+    SWEEP_GRID,
+    TEST,
+    allennlp,
+    archive_pass,
+    predict_lines,
+    rule_exits,
+)
 from sledge.nn import ConfidencePolicy
 
 
@@ -71,7 +81,8 @@ def test_evaluate_reports_exits_shares_and_time(trained, threshold):
              "--output-file", str(output), "-o", override)
     metrics = json.loads(output.read_text())
     # the same numbers computed from `allennlp predict` at that threshold, and the gold labels
-    rows = predict(trained["archive"], SENTENCES, trained["work"] / f"evaluated-{threshold}.jsonl", "-o", override)
+    rows = predict(trained["archive"], SENTENCES, trained["work"] / f"evaluated-{threshold}.jsonl", "-o",
+        override)
     layers = [row["exit_layer"] for row in rows]
     assert metrics["average_exit_layer"] == pytest.approx(sum(layers) / len(layers))
     for layer in (0, 1, 3, 5):

@@ -31,7 +31,8 @@ def test_calibration_recovers_a_known_temperature():
     fitted = fit_temperature(logits, labels)
     assert fitted == pytest.approx(true_temperature, rel=0.05)
     best = independent_temperature(logits, labels)
-    assert fitted == pytest.approx(best, rel=1e-2) and nll(logits, labels, fitted) <= nll(logits, labels, best) + 1e-6
+    assert fitted == pytest.approx(best, rel=1e-2) and nll(logits, labels, fitted) <= nll(logits, labels,
+        best) + 1e-6
 
 
 def full_pass(archive_file) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,12 +105,15 @@ def test_every_exits_argmax_is_unchanged_and_its_probabilities_are_softmax_of_lo
     assert torch.equal(after.argmax(-1), logits.argmax(-1))  # every exit, every sentence
     for threshold, position in ((0.0, 0), (1.0, 3)):  # every row at the first exit, or at the last
         override = json.dumps({"model.confidence_threshold": threshold})
-        for archive, temperature in ((trained_run["archive"], 1.0), (calibrated["archive"], temperatures[position])):
+        for archive, temperature in ((trained_run["archive"], 1.0), (calibrated["archive"],
+            temperatures[position])):
             rows = predict_lines(archive, SENTENCES, tmp_path / "out.jsonl", "-o", override)
             expected = torch.softmax(logits[position] / temperature, -1)
             assert [row["exit_index"] for row in rows] == [position] * len(rows)
-            torch.testing.assert_close(torch.tensor([row["probs"] for row in rows]), expected, atol=1e-6, rtol=1e-5)
-            assert [row["label"] for row in rows] == [label_of[i] for i in logits[position].argmax(-1).tolist()]
+            torch.testing.assert_close(torch.tensor([row["probs"] for row in rows]), expected, atol=1e-6,
+                rtol=1e-5)
+            argmax = logits[position].argmax(-1).tolist()
+            assert [row["label"] for row in rows] == [label_of[i] for i in argmax]
 
 
 def test_which_exit_answers_can_change_and_each_answer_is_its_exits_own(trained_run, calibrated, tmp_path):
@@ -129,7 +133,8 @@ def test_which_exit_answers_can_change_and_each_answer_is_its_exits_own(trained_
                 leave = [j for j in range(3) if float(confidence[j, index]) >= threshold]
                 assert int(result.exit_index[index]) == (leave[0] if leave else 3)
             taken = result.exit_index
-            torch.testing.assert_close(result.logits, logits[taken, torch.arange(len(taken))], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(result.logits, logits[taken, torch.arange(len(taken))], atol=1e-5,
+                rtol=1e-4)
             exits.append(taken)
         moved += not torch.equal(*exits)
     assert moved >= 1, "calibration changed no row's exit at any threshold of the sweep's grid"

@@ -14,8 +14,8 @@ from conftest import (
     SENTENCES,
     SWEEP_GRID,
     TEST,
-    alone,
     allennlp,
+    alone,
     independent_temperature,
     mixed_batch,
     nll,
@@ -73,7 +73,8 @@ def test_batched_cascade_equals_batch_1_the_members_full_passes_and_the_rule(pol
     if isinstance(policy, PatiencePolicy):
         settings = [0, 1]
     else:
-        grid = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0] if isinstance(policy, EntropyPolicy) else SWEEP_GRID
+        grid = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0] if isinstance(policy,
+            EntropyPolicy) else SWEEP_GRID
         batched_statistic = statistic(policy, logits, cascade.temperatures)[0]
         single_statistic = statistic(policy, alone_logits, cascade.temperatures)[0]
         settings = grid + observed(batched_statistic, among=batched_statistic == single_statistic)
@@ -84,7 +85,8 @@ def test_batched_cascade_equals_batch_1_the_members_full_passes_and_the_rule(pol
         expected = rule_exits(setting, logits, cascade.temperatures)
         assert batched.exit_index.tolist() == expected, f"{setting!r}"
         assert rule_exits(setting, alone_logits, cascade.temperatures) == expected
-        assert torch.equal(simulate_exits(setting, full_pass_views(cascade, logits, None)), batched.exit_index)
+        assert torch.equal(simulate_exits(setting, full_pass_views(cascade, logits, None)),
+            batched.exit_index)
         both += set(expected) == {0, 1}
         for row in range(len(ids)):
             n = int(lengths[row])

@@ -70,8 +70,10 @@ def test_rows_leave_as_at_batch_1_whatever_the_arrivals(policy, choices, head, s
         own = policy if settings[i] is None else policy.with_setting(settings[i])
         one = early_exit(model, row[None], torch.ones(1, len(row), dtype=torch.long), policy=own)
         with torch.no_grad():
-            logits, certainties = (torch.stack(v) for v in model.forward_all(row[None], torch.ones_like(row)[None]))
-        assert results[i].exit_index == int(one.exit_index) == rule_exits(own, logits, model.temperatures, certainties)[0]
+            logits, certainties = (torch.stack(v) for v in model.forward_all(row[None],
+                torch.ones_like(row)[None]))
+        assert results[i].exit_index == int(one.exit_index) == rule_exits(own, logits, model.temperatures,
+            certainties)[0]
         torch.testing.assert_close(results[i].logits, one.logits[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(results[i].certainty, one.certainty[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(results[i].probs, one.probs[0], atol=1e-5, rtol=1e-4)

@@ -169,7 +169,8 @@ def test_an_instance_is_easy_if_right_under_every_seed(labelled):
         if data == str(TEST):
             seeds = {seed: right_by_seed(labelled, seed, data) for seed in (7, 8)}
         else:
-            seeds = {seed: {**right_by_seed(labelled, seed, data, 1), **right_by_seed(labelled, seed, data, 2)}
+            seeds = {seed: {**right_by_seed(labelled, seed, data, 1), **right_by_seed(labelled, seed,
+                data, 2)}
                      for seed in (7, 8)}
         labels = report["files"][data.split("#")[0]]
         for line in seeds[7]:

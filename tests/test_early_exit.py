@@ -74,7 +74,8 @@ def test_batched_predictions_and_exits_equal_batch_1_and_the_rule(model):
         taken = batched.exit_index
         expected = torch.stack([full[int(j)][row] for row, j in enumerate(taken)])
         torch.testing.assert_close(batched.logits, expected, atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(batched.probs, torch.softmax(expected / model.temperatures[taken, None], -1),
+        torch.testing.assert_close(batched.probs, torch.softmax(expected / model.temperatures[taken,
+            None], -1),
                                    atol=1e-6, rtol=1e-5)
     assert split >= len(SWEEP_GRID) - 2  # every threshold but 0 and 1 (and maybe one more) splits the rows
 
@@ -88,8 +89,11 @@ def test_rows_that_left_are_not_computed_further(model):
     cut = False
     for threshold in (float(confidences[:, 0].median()), float(confidences[longest, 0].min())):
         shapes = []
-        hooks = [layer.register_forward_hook(lambda _m, args, _o: shapes.append(tuple(args[0].shape[:2])))
-                 for layer in model.encoder.layer_modules()]
+
+        def record(_module, args, _output, shapes=shapes):
+            shapes.append(tuple(args[0].shape[:2]))
+
+        hooks = [layer.register_forward_hook(record) for layer in model.encoder.layer_modules()]
         try:
             result = early_exit(model, ids, mask, types, threshold=threshold)
         finally:

@@ -12,8 +12,8 @@ from conftest import (
     ROOT,
     SENTENCES,
     TEST,
-    alone,
     allennlp,
+    alone,
     archive_pass,
     observed,
     predict_lines,
@@ -25,7 +25,8 @@ from sledge.commands.common import inputs_of, load_sledge_archive, read_labelled
 from sledge.errors import SledgeError
 from sledge.nn import POLICIES, ConfidencePolicy, EntropyPolicy, LearnedPolicy, PatiencePolicy
 
-STSB_TRAIN, STSB_TEST = FIXTURES / "e2e" / "opinions.train", FIXTURES / "e2e" / "opinions.test"  # STS-B format
+# in the STS Benchmark's format
+STSB_TRAIN, STSB_TEST = FIXTURES / "e2e" / "opinions.train", FIXTURES / "e2e" / "opinions.test"
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +59,10 @@ def test_a_regression_model_reports_pearson_and_spearman_of_every_exit(stsb_run)
     gold = full["labels"].double().numpy()
     for position, layer in enumerate((0, 1, 3, 5)):  # scipy's, on each exit's scores
         scores = full["logits"][position, :, 0].double().numpy()
-        assert metrics[f"test_pearson_layer_{layer}"] == pytest.approx(stats.pearsonr(scores, gold)[0], abs=1e-5)
-        assert metrics[f"test_spearman_layer_{layer}"] == pytest.approx(stats.spearmanr(scores, gold)[0], abs=1e-5)
+        assert metrics[f"test_pearson_layer_{layer}"] == pytest.approx(stats.pearsonr(scores, gold)[0],
+            abs=1e-5)
+        assert metrics[f"test_spearman_layer_{layer}"] == pytest.approx(stats.spearmanr(scores, gold)[0],
+            abs=1e-5)
     assert metrics["test_pearson"] == metrics["test_pearson_layer_5"]  # threshold 1: the deepest exit
     assert "best_validation_pearson" in metrics and "test_accuracy" not in metrics
 
@@ -89,10 +92,12 @@ def test_each_regression_policy_gives_the_same_exits_at_batch_1_and_32(stsb_run,
         override = json.dumps({"model.exit_policy": spec})
         one = predict(stsb_run["archive"], pairs(STSB_TEST), tmp_path / "one.jsonl", "-o", override)
         many = predict(
-            stsb_run["archive"], pairs(STSB_TEST), tmp_path / "many.jsonl", "-o", override, "--batch-size", "32"
+            stsb_run["archive"], pairs(STSB_TEST), tmp_path / "many.jsonl", "-o", override,
+                "--batch-size", "32"
         )
         policy = POLICIES[spec["type"]](**{k: v for k, v in spec.items() if k != "type"})
-        expected = rule_exits(policy, full["logits"], full["temperatures"], full["certainties"], regression=True)
+        expected = rule_exits(policy, full["logits"], full["temperatures"], full["certainties"],
+            regression=True)
         assert [row["exit_index"] for row in one] == expected == [row["exit_index"] for row in many], spec
         assert len(set(expected)) >= 2, f"{spec} sends every pair to one exit"
         assert [row["score"] for row in one] == pytest.approx([row["score"] for row in many], abs=1e-5)
@@ -176,7 +181,8 @@ def test_a_regression_sweep_overlays_learned_and_patience_on_pearson(stsb_run, t
     assert all(row["exit_agreement"] == 1.0 for row in rows)
     full = archive_pass(stsb_run["archive"], STSB_TEST)
     for row in rows:
-        policy = LearnedPolicy(row["value"]) if row["policy"] == "learned" else PatiencePolicy(row["value"], 0.3)
+        learned = row["policy"] == "learned"
+        policy = LearnedPolicy(row["value"]) if learned else PatiencePolicy(row["value"], 0.3)
         assert_row(row, expected_row(full, policy, regression=True))
     metrics = json.loads((stsb_run["run"] / "metrics.json").read_text())
     by_value = {(row["policy"], row["value"]): row for row in rows}
@@ -205,7 +211,8 @@ def expected_row(full: dict, policy, regression: bool = False) -> dict:
 
 def assert_row(row: dict, expected: dict) -> None:
     for key, value in expected.items():
-        assert row[key] == (pytest.approx(value, abs=1e-6) if key != "exit_shares" else pytest.approx(value)), (
+        assert row[key] == (pytest.approx(value,
+            abs=1e-6) if key != "exit_shares" else pytest.approx(value)), (
             f"{row['name']}: {key}")
 
 
@@ -243,7 +250,8 @@ def test_a_classification_sweep_overlays_several_policies(trained_run, tmp_path)
     assert all(row["exit_agreement"] == 1.0 for row in rows)
     full = archive_pass(calibrated)
     assert not torch.allclose(full["temperatures"], torch.ones(4), atol=0.05)
-    policies = {"confidence": ConfidencePolicy(), "confidence (uncalibrated)": ConfidencePolicy(calibrated=False),
+    policies = {"confidence": ConfidencePolicy(),
+        "confidence (uncalibrated)": ConfidencePolicy(calibrated=False),
                 "entropy": EntropyPolicy(), "patience": PatiencePolicy()}
     for row in rows:
         assert_row(row, expected_row(full, policies[row["policy"]].with_setting(row["value"])))
@@ -282,10 +290,12 @@ def test_policies_set_with_overrides_give_the_same_exits_batched(trained_run, tm
     sentences = SENTENCES
     full = archive_pass(trained_run["archive"])
     # entropy at observed first-exit entropies (of sentences whose value is the same at batch 1 and 32)
-    first = {size: predict(trained_run["archive"], sentences, tmp_path / f"first-{size}.jsonl", "--batch-size",
+    first = {size: predict(trained_run["archive"], sentences, tmp_path / f"first-{size}.jsonl",
+        "--batch-size",
                            size, "-o", json.dumps({"model.exit_policy": {"type": "entropy", "threshold": 1}}))
              for size in ("1", "32")}
-    entropy = {size: statistic(EntropyPolicy(), torch.tensor([[row["probs"] for row in rows]]), torch.ones(1))[0]
+    entropy = {size: statistic(EntropyPolicy(), torch.tensor([[row["probs"] for row in rows]]),
+        torch.ones(1))[0]
                for size, rows in first.items()}
     settings = [{"type": "entropy", "threshold": value}
                 for value in observed(entropy["1"], (0.3, 0.7), among=entropy["1"] == entropy["32"])]

@@ -30,7 +30,8 @@ def test_the_tiny_models_exits_disagree_and_every_sweep_threshold_splits_a_batch
     with torch.no_grad():
         logits, certainties = model.forward_all(ids, mask, types)
     predictions = [exit_logits.argmax(dim=-1) for exit_logits in logits]
-    confidence = torch.stack([torch.softmax(z / t, -1).max(-1)[0] for z, t in zip(logits, model.temperatures)])
+    confidence = torch.stack([torch.softmax(z / t, -1).max(-1)[0] for z, t in zip(logits,
+        model.temperatures)])
     for j, exit_predictions in enumerate(predictions):
         assert set(exit_predictions.tolist()) == {0, 1, 2}, f"exit {j} predicts only some classes"
     assert (confidence.min(dim=1)[0] < 0.6).all() and (confidence.max(dim=1)[0] > 0.8).all()

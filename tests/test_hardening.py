@@ -532,7 +532,8 @@ def batches(monkeypatch, tmp_path) -> Batches:
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` (names relative to it, hidden ones included) and its bytes."""
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    return {str(path.relative_to(folder)): path.read_bytes() for path in files}
 
 
 def midway_commands(archive: Path, tmp_path: Path, command: str) -> tuple[list[str], list[str]]:

@@ -95,7 +95,8 @@ def test_each_head_type_gives_the_same_exits_batched_and_at_batch_1(head):
             torch.testing.assert_close(batched.logits, logits[batched.exit_index, rows], atol=1e-5, rtol=1e-4)
             for row in range(len(ids)):
                 n = int(mask[row].sum())
-                one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], types[row : row + 1, :n],
+                one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n],
+                    types[row : row + 1, :n],
                                  policy=setting)
                 assert int(one.exit_index) == int(batched.exit_index[row])
                 torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)

@@ -115,7 +115,8 @@ def test_int8_answers_are_the_same_at_batch_1_batched_and_simulated(trained_run,
         many = predict(trained_run["archive"], tmp_path / "many.jsonl", "-o", override, "--batch-size", "32")
         for index, (a, b) in enumerate(zip(one, many)):
             if (a["exit_layer"], a["label"]) != (b["exit_layer"], b["label"]):
-                wrong.append(f"allennlp predict, threshold {threshold}, sentence {index}: batch 1 and 32 differ")
+                wrong.append(
+                    f"allennlp predict, threshold {threshold}, sentence {index}: batch 1 and 32 differ")
     assert not wrong, "\n".join(wrong)
 
 

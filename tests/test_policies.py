@@ -210,7 +210,8 @@ def test_batched_exits_equal_batch_1_the_simulation_and_the_rule(kind, regressio
         assert single == expected, f"{setting!r}"
         split += len(set(expected)) >= 2
         taken = batched.exit_index
-        torch.testing.assert_close(batched.logits, logits[taken, torch.arange(len(ids))], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(batched.logits, logits[taken, torch.arange(len(ids))], atol=1e-5,
+            rtol=1e-4)
         if lte:
             torch.testing.assert_close(batched.certainty, certainties[taken, torch.arange(len(ids))],
                                        atol=1e-5, rtol=1e-4)

@@ -113,7 +113,8 @@ def test_health_answers_503_naming_the_error_when_the_model_failed_to_load():
         while (health := client.get("/health")).json()["status"] == "loading":
             assert time.monotonic() < deadline
         assert health.status_code == 503
-        assert health.json() == {"status": "failed", "detail": "SledgeError: model.tar.gz: not a sledge archive"}
+        assert health.json() == {"status": "failed",
+            "detail": "SledgeError: model.tar.gz: not a sledge archive"}
         response = client.post("/predict", json={"sentence": "good"})
         assert response.status_code == 503 and "not a sledge archive" in response.json()["detail"]
 

@@ -31,8 +31,8 @@ class Calibrate(Subcommand):
             "Fit one temperature per exit of a sledge model by maximising the log-likelihood of the "
             "development data (LBFGS), print each exit's NLL and ECE (15 bins) before and after, and "
             "write a NEW archive with the temperatures in its weights (the input archive is left as it "
-            "is). A temperature divides its exit's logits: each exit's own prediction (argmax) stays the same, "
-            "its confidences change, and with them the exit an early-exit run may leave at."
+            "is). A temperature divides its exit's logits: each exit's own prediction (argmax) stays the "
+            "same, its confidences change, and with them the exit an early-exit run may leave at."
         )
         subparser = parser.add_parser(self.name, description=description, help="Calibrate a sledge model.")
         subparser.add_argument(

@@ -42,7 +42,8 @@ class Difficulty(Subcommand):
         subparser.add_argument("--output-dir", required=True, help="where the tables and plots go")
         subparser.add_argument("--high", type=unit_float, default=0.9, help="the 'confident' threshold")
         subparser.add_argument("--cuda-device", type=int, default=-1, help="GPU id, -1 for the CPU")
-        subparser.add_argument("--batch-size", type=positive_int, default=64, help="batch size of the full pass")
+        subparser.add_argument("--batch-size", type=positive_int, default=64,
+            help="batch size of the full pass")
         subparser.add_argument(
             "--difficulty-file", default=None,
             help="easy/hard labels of the input's instances (from allennlp difficulty-labels "
