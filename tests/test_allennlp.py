@@ -8,8 +8,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from scipy import stats
 
-from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines
+from conftest import (
+    GOLD,
+    ROOT,
+    SENTENCES,
+    SWEEP_GRID,
+    TEST,
+    allennlp,
+    archive_pass,
+    predict_lines,
+    rule_exits,
+)
+from sledge.nn import ConfidencePolicy
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +39,10 @@ def monkeypatch_module():
 
 def test_training_reports_every_exits_accuracy_and_archives_the_backbone(trained):
     metrics = json.loads((trained["run"] / "metrics.json").read_text())
-    for layer in (0, 1, 3, 5):
-        assert 0.0 <= metrics[f"test_accuracy_layer_{layer}"] <= 1.0
+    full = archive_pass(trained["archive"])
+    for position, layer in enumerate((0, 1, 3, 5)):  # each exit's own accuracy, from its argmax
+        right = (full["logits"][position].argmax(-1) == full["labels"]).double().mean()
+        assert metrics[f"test_accuracy_layer_{layer}"] == pytest.approx(float(right))
         assert f"best_validation_accuracy_layer_{layer}" in metrics
     assert metrics["test_accuracy"] == metrics["test_accuracy_layer_5"]  # threshold 1: the deepest exit
     with tarfile.open(trained["archive"]) as tar:
@@ -59,46 +73,51 @@ def test_a_threshold_outside_0_1_is_a_clear_error(trained):
                 "-o", json.dumps({"model.confidence_threshold": 1.5}))
 
 
-def test_evaluate_reports_exits_shares_and_time(trained):
-    output = trained["work"] / "evaluate.json"
+@pytest.mark.parametrize("threshold", [0.0, 0.8])
+def test_evaluate_reports_exits_shares_and_time(trained, threshold):
+    output = trained["work"] / f"evaluate-{threshold}.json"
+    override = json.dumps({"model.confidence_threshold": threshold})
     allennlp("evaluate", str(trained["archive"]), str(TEST), "--include-package", "sledge",
-             "--output-file", str(output), "-o", json.dumps({"model.confidence_threshold": 0.0}))
+             "--output-file", str(output), "-o", override)
     metrics = json.loads(output.read_text())
-    assert metrics["average_exit_layer"] == 0.0
-    assert metrics["exit_share_layer_0"] == 1.0
-    assert metrics["accuracy"] == metrics["accuracy_layer_0"]  # everyone left at the first exit
+    # the same numbers computed from `allennlp predict` at that threshold, and the gold labels
+    rows = predict(trained["archive"], SENTENCES, trained["work"] / f"evaluated-{threshold}.jsonl", "-o",
+        override)
+    layers = [row["exit_layer"] for row in rows]
+    assert metrics["average_exit_layer"] == pytest.approx(sum(layers) / len(layers))
+    for layer in (0, 1, 3, 5):
+        assert metrics[f"exit_share_layer_{layer}"] == pytest.approx(layers.count(layer) / len(layers))
+    assert metrics["accuracy"] == pytest.approx(sum(r["label"] == g for r, g in zip(rows, GOLD)) / len(GOLD))
+    if threshold == 0.0:
+        assert metrics["accuracy"] == metrics["accuracy_layer_0"]  # everyone left at the first exit
+    else:
+        assert len(set(layers)) >= 2
     assert metrics["seconds_per_instance"] > 0
     assert set(metrics) >= {f"accuracy_layer_{k}" for k in (0, 1, 3, 5)}
 
 
-def test_calibrate_writes_a_new_archive_and_keeps_every_prediction(trained):
-    calibrated = trained["work"] / "calibrated.tar.gz"
-    allennlp("calibrate", str(trained["archive"]), str(TEST), "--output-file", str(calibrated))
-    weights = {}
-    for archive in (trained["archive"], calibrated):
-        with tarfile.open(archive) as tar:
-            weights[archive] = torch.load(tar.extractfile("weights.th"), map_location="cpu")
-    temperatures = weights[calibrated]["core.temperatures"]
-    assert torch.equal(weights[trained["archive"]]["core.temperatures"], torch.ones(4))
-    assert not torch.equal(temperatures, torch.ones(4)) and (temperatures > 0).all()
-    before = predict(trained["archive"], SENTENCES, trained["work"] / "before.jsonl")
-    after = predict(calibrated, SENTENCES, trained["work"] / "after.jsonl")
-    assert [row["label"] for row in before] == [row["label"] for row in after]
-    trained["calibrated"] = calibrated
-
-
 def test_sweep_writes_its_table_and_plot(trained):
-    calibrated = trained.get("calibrated", trained["archive"])
     output = trained["work"] / "sweep"
-    allennlp("sweep", str(calibrated), str(TEST), "--output-dir", str(output), "--repeats", "2",
+    allennlp("sweep", str(trained["archive"]), str(TEST), "--output-dir", str(output), "--repeats", "2",
              "--batch-size", "4", "--timing-instances", "6", "--baseline", f"standard={trained['archive']}")
     report = json.loads((output / "sweep.json").read_text())
     rows = report["rows"]
     curve = [row for row in rows if row["kind"] == "sledge"]
-    assert [row["threshold"] for row in curve] == pytest.approx([0.0] + [0.55 + 0.05 * i for i in range(10)])
+    assert [row["threshold"] for row in curve] == pytest.approx(SWEEP_GRID)
     layers = [row["average_exit_layer"] for row in curve]
     assert layers == sorted(layers) and layers[0] == 0.0 and layers[-1] == 5.0
     assert all(row["exit_agreement"] == 1.0 for row in curve)
+    # Each setting's accuracy, average exit layer and shares, from the full pass and the rule
+    full = archive_pass(trained["archive"])
+    for row in curve:
+        exits = rule_exits(ConfidencePolicy(row["threshold"]), full["logits"], full["temperatures"])
+        taken = torch.tensor(exits)
+        predicted = full["logits"][taken, torch.arange(len(exits))].argmax(-1)
+        assert row["accuracy"] == pytest.approx(float((predicted == full["labels"]).double().mean()))
+        assert row["average_exit_layer"] == pytest.approx(sum(full["layers"][j] for j in exits) / len(exits))
+        assert row["exit_shares"] == pytest.approx({str(layer): exits.count(j) / len(exits)
+                                                    for j, layer in enumerate(full["layers"])})
+    assert len({row["average_exit_layer"] for row in curve}) >= 4
     metrics = json.loads((trained["run"] / "metrics.json").read_text())
     assert curve[-1]["accuracy"] == pytest.approx(metrics["test_accuracy_layer_5"])
     assert curve[0]["accuracy"] == pytest.approx(metrics["test_accuracy_layer_0"])
@@ -121,7 +140,15 @@ def test_difficulty_writes_tables_and_plots(trained):
     report = json.loads((output / "difficulty.json").read_text())
     assert report["instances"] == len(SENTENCES) and report["exit_layers"] == [0, 1, 3, 5]
     assert sorted(report["labels"]) == ["0", "1"]
-    assert all(-1.0 <= rho <= 1.0 for rho in report["rho_length"] if rho == rho)
+    # Spearman's rho of each exit's confidence against length and against consistency, with scipy
+    full = archive_pass(trained["archive"])
+    confidence = torch.softmax(full["logits"], -1).max(-1)[0].numpy()
+    predictions = full["logits"].argmax(-1)
+    consistent = (predictions == predictions[0]).all(dim=0).numpy()
+    assert report["consistent_share"] == pytest.approx(float(consistent.mean()))
+    for j in range(4):
+        assert report["rho_length"][j] == pytest.approx(stats.spearmanr(confidence[j], full["lengths"])[0])
+        assert report["rho_consistency"][j] == pytest.approx(stats.spearmanr(confidence[j], consistent)[0])
     # The last exit's per-label F1 against one computed from `allennlp predict` at threshold 1.
     rows = predict(trained["archive"], SENTENCES, trained["work"] / "f1.jsonl")
     gold = [line.split(" ", 1)[0] for line in TEST.read_text().splitlines()]

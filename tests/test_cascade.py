@@ -9,7 +9,25 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines, serve_args
+from conftest import (
+    ROOT,
+    SENTENCES,
+    SWEEP_GRID,
+    TEST,
+    allennlp,
+    alone,
+    independent_temperature,
+    mixed_batch,
+    nll,
+    observed,
+    predict_lines,
+    rule_exits,
+    serve_args,
+    statistic,
+    tiny_config,
+    tiny_multi_exit,
+)
+from sledge.commands.common import exit_logits, load_sledge_archive, read_labelled, tensor_batches
 from sledge.errors import SledgeError
 from sledge.nn import (
     Cascade,
@@ -25,28 +43,18 @@ from sledge.nn import (
 
 
 def tiny_cascade() -> Cascade:
-    torch.manual_seed(0)
-    members = []
-    for depth in (2, 4):
-        config = BertConfig(
-            vocab_size=100,
-            hidden_size=32,
-            num_attention_heads=2,
-            intermediate_size=64,
-            num_hidden_layers=depth,
-        )
-        member = MultiExitClassifier(LayerwiseEncoder(config=config), [depth - 1], 3, pooling="mean").eval()
-        member.exits[0].classifier.weight.data.mul_(8.0)
-        members.append(member)
-    members[0].temperatures.fill_(1.5)
+    """Members of 2 and 4 layers (see `conftest.tiny_multi_exit`): the first less sure, calibrated at 1.5."""
+    members = [
+        tiny_multi_exit(config=tiny_config(num_layers=depth), layers=(depth - 1,), seed=depth,
+                        temperatures=[temperature], medians=[median])
+        for depth, temperature, median in ((2, 1.5, 0.65), (4, 1.0, 0.85))
+    ]
     return Cascade(members)
 
 
 def batch(size: int = 32):
-    generator = torch.Generator().manual_seed(5)
-    lengths = torch.randint(3, 20, (size,), generator=generator)
-    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
-    return torch.randint(5, 100, mask.shape, generator=generator) * mask, mask, lengths
+    ids, mask, _ = mixed_batch(size, seed=5)
+    return ids, mask, mask.sum(dim=1)
 
 
 def test_layers_count_every_member_run_and_temperatures_come_from_the_members():
@@ -55,28 +63,40 @@ def test_layers_count_every_member_run_and_temperatures_come_from_the_members():
     assert cascade.temperatures.tolist() == [1.5, 1.0]
 
 
-@pytest.mark.parametrize(
-    "make",
-    [lambda t: ConfidencePolicy(t), lambda t: EntropyPolicy(1 - t), lambda t: PatiencePolicy(int(t > 0.5))],
-)
-def test_batched_cascade_equals_batch_1_and_the_members_full_passes(make):
+@pytest.mark.parametrize("policy", [ConfidencePolicy(), EntropyPolicy(), PatiencePolicy(0)], ids=repr)
+def test_batched_cascade_equals_batch_1_the_members_full_passes_and_the_rule(policy):
     cascade = tiny_cascade()
     ids, mask, lengths = batch()
     with torch.no_grad():
-        logits, _ = cascade.forward_all(ids, mask)
-    confidence = torch.softmax(logits[0] / 1.5, -1).max(-1)[0].sort()[0]
-    for threshold in (0.0, float(confidence[15:17].mean()), 1.0):
-        policy = make(threshold)
-        batched = cascade.early_exit(ids, mask, None, policy)
-        simulated = simulate_exits(policy, full_pass_views(cascade, torch.stack(logits), None))
-        assert torch.equal(batched.exit_index, simulated)
+        logits = torch.stack(cascade.forward_all(ids, mask)[0])
+    alone_logits, _ = alone(cascade, ids, mask)
+    if isinstance(policy, PatiencePolicy):
+        settings = [0, 1]
+    else:
+        grid = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0] if isinstance(policy,
+            EntropyPolicy) else SWEEP_GRID
+        batched_statistic = statistic(policy, logits, cascade.temperatures)[0]
+        single_statistic = statistic(policy, alone_logits, cascade.temperatures)[0]
+        settings = grid + observed(batched_statistic, among=batched_statistic == single_statistic)
+    both = 0
+    for value in settings:
+        setting = policy.with_setting(value)
+        batched = cascade.early_exit(ids, mask, None, setting)
+        expected = rule_exits(setting, logits, cascade.temperatures)
+        assert batched.exit_index.tolist() == expected, f"{setting!r}"
+        assert rule_exits(setting, alone_logits, cascade.temperatures) == expected
+        assert torch.equal(simulate_exits(setting, full_pass_views(cascade, logits, None)),
+            batched.exit_index)
+        both += set(expected) == {0, 1}
         for row in range(len(ids)):
             n = int(lengths[row])
-            one = early_exit(cascade, ids[row : row + 1, :n], mask[row : row + 1, :n], policy=policy)
+            one = early_exit(cascade, ids[row : row + 1, :n], mask[row : row + 1, :n], policy=setting)
             assert int(one.exit_index) == int(batched.exit_index[row])
             torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
             full = logits[int(one.exit_index)][row]
             torch.testing.assert_close(batched.logits[row], full, atol=1e-5, rtol=1e-4)
+    if not isinstance(policy, PatiencePolicy):  # (two members: patience 0 takes the first, 1 the last)
+        assert both >= len(settings) // 2, "too few settings let both members answer"
     assert (cascade.early_exit(ids, mask, None, ConfidencePolicy(0.0)).exit_index == 0).all()
     assert (cascade.early_exit(ids, mask, None, ConfidencePolicy(1.0)).exit_index == 1).all()
 
@@ -94,7 +114,7 @@ def test_only_the_rows_left_run_the_next_member():
         with torch.no_grad():
             confidence = torch.softmax(cascade.forward_all(ids, mask)[0][0] / 1.5, -1).max(-1)[0]
         seen.clear()
-        threshold = float(confidence.sort()[0][15:17].mean())
+        threshold = float(confidence.median())
         result = cascade.early_exit(ids, mask, None, ConfidencePolicy(threshold))
         assert seen == [int((result.exit_index == 1).sum())] == [int((confidence < threshold).sum())]
         seen.clear()
@@ -152,19 +172,27 @@ def test_the_cascade_archive_is_self_contained(cascade_archive):
     assert [member["layer_indices"] for member in config["model"]["members"]] == [[1], [5]]
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.9, 1.0])
-def test_predict_with_a_cascade_gives_the_same_exits_at_batch_1_and_32(cascade_archive, tmp_path, threshold):
-    override = json.dumps({"model.confidence_threshold": threshold})
-    one = predict(cascade_archive, tmp_path / "one.jsonl", "-o", override)
-    many = predict(cascade_archive, tmp_path / "many.jsonl", "-o", override, "--batch-size", "32")
-    assert [row["exit_model"] for row in one] == [row["exit_model"] for row in many]
-    assert [row["label"] for row in one] == [row["label"] for row in many]
-    assert {row["exit_layer"] for row in one} <= {1, 7}  # 2 layers, or 2 + 6
-    assert all(row["exit_layer"] == [1, 7][row["exit_model"]] for row in one)
-    if threshold == 0.0:
-        assert {row["exit_model"] for row in one} == {0}
-    if threshold == 1.0:
-        assert {row["exit_model"] for row in one} == {1}
+def test_predict_with_a_cascade_gives_the_same_answers_at_batch_1_and_32_with_both_members_answering(
+    cascade_archive, single_exit_runs, tmp_path
+):
+    first = {size: predict(cascade_archive, tmp_path / f"first-{size}.jsonl", "--batch-size", size,
+                           "-o", json.dumps({"model.confidence_threshold": 0.0})) for size in ("1", "32")}
+    confidence = torch.tensor([row["confidence"] for row in first["1"]])  # the first member's, calibrated
+    same = torch.tensor([a["confidence"] == b["confidence"] for a, b in zip(first["1"], first["32"])])
+    members = [predict(single_exit_runs[layer], tmp_path / f"member-{layer}.jsonl") for layer in (1, 5)]
+    for threshold in (0.9, *observed(confidence, among=same)):
+        override = json.dumps({"model.confidence_threshold": threshold})
+        one = predict(cascade_archive, tmp_path / "one.jsonl", "-o", override)
+        many = predict(cascade_archive, tmp_path / "many.jsonl", "-o", override, "--batch-size", "32")
+        expected = [0 if value >= threshold else 1 for value in confidence.tolist()]
+        assert set(expected) == {0, 1}, f"threshold {threshold}: one member answers everything"
+        assert [row["exit_model"] for row in one] == expected == [row["exit_model"] for row in many]
+        assert [row["label"] for row in one] == [row["label"] for row in many]
+        for a, b in zip(one, many):
+            assert a["probs"] == pytest.approx(b["probs"], abs=1e-5)
+        for index, (row, member) in enumerate(zip(one, expected)):  # the member that answered, as alone
+            assert row["exit_layer"] == [1, 7][member]  # 2 layers, or 2 + 6
+            assert row["label"] == members[member][index]["label"]
 
 
 def test_the_cascade_answers_as_its_members_do(cascade_archive, single_exit_runs, tmp_path):
@@ -181,12 +209,19 @@ def test_the_cascade_answers_as_its_members_do(cascade_archive, single_exit_runs
             assert a["probs"] == pytest.approx(b["probs"], abs=1e-5)
 
 
-def test_calibrate_evaluate_and_sweep_take_a_cascade(cascade_archive, tmp_path):
+def test_calibrate_evaluate_and_sweep_take_a_cascade(cascade_archive, single_exit_runs, tmp_path):
     calibrated = tmp_path / "calibrated.tar.gz"
     allennlp("calibrate", str(cascade_archive), str(TEST), "--output-file", str(calibrated))
     with tarfile.open(calibrated) as tar:
         temperatures = torch.load(tar.extractfile("weights.th"), weights_only=True)["core.temperatures"]
-    assert temperatures.shape == (2,) and (temperatures > 0).all()
+    for position, layer in enumerate((1, 5)):  # each member's own temperature, fitted independently
+        member = load_sledge_archive(str(single_exit_runs[layer]))
+        instances = read_labelled(member, str(TEST))
+        logits, labels = exit_logits(member.model, tensor_batches(instances, member, 64, torch.device("cpu")))
+        best, temperature = independent_temperature(logits[0], labels), float(temperatures[position])
+        assert nll(logits[0], labels, temperature) <= nll(logits[0], labels, best) + 1e-6
+        assert temperature == pytest.approx(best, rel=1e-2)
+        assert nll(logits[0], labels, temperature) <= nll(logits[0], labels)
     metrics_file = tmp_path / "metrics.json"
     allennlp(
         "evaluate",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from conftest import tiny_multi_exit
+from conftest import rule_exits, tiny_multi_exit
 from sledge.nn import (
     ConfidencePolicy,
     EntropyPolicy,
@@ -36,11 +36,11 @@ def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 # A policy, the settings some requests bring instead of its own, and the exit head type.
 CASES = [
-    (ConfidencePolicy(0.6), [0.3, 0.8, 1.0], "linear"),
-    (EntropyPolicy(0.02), [0.0, 0.005, 0.5], "linear"),
+    (ConfidencePolicy(0.7), [0.55, 0.9, 1.0], "linear"),
+    (EntropyPolicy(0.5), [0.0, 0.3, 1.0], "linear"),
     (PatiencePolicy(1), [0, 2, 3], "linear"),
     (LearnedPolicy(0.5), [0.3, 0.8, 1.0], "linear"),
-    (ConfidencePolicy(0.6), [0.3, 0.8, 1.0], "attention"),
+    (ConfidencePolicy(0.7), [0.55, 0.9, 1.0], "attention"),
 ]
 
 
@@ -50,13 +50,6 @@ def test_rows_leave_as_at_batch_1_whatever_the_arrivals(policy, choices, head, s
     model = tiny_multi_exit(head=head, lte=True)
     rng = random.Random(seed)
     inputs = requests(40, seed)
-    if isinstance(policy, LearnedPolicy):  # the tiny LTE module's certainties: thresholds between them
-        ids, mask = padded(inputs)
-        with torch.no_grad():
-            certainty = model.forward_all(ids, mask)[1][0].sort()[0]
-        middle = float(certainty[19:21].mean())
-        low, high = float(certainty[9:11].mean()), float(certainty[29:31].mean())
-        policy, choices = LearnedPolicy(middle), [low, high, 1.0]
     settings = [None if rng.random() < 0.5 else rng.choice(choices) for _ in inputs]
     batcher = LayerBatcher(model, policy, max_rows=rng.choice([4, 8, 32]))
     results, next_row, sizes = {}, 0, []
@@ -76,7 +69,11 @@ def test_rows_leave_as_at_batch_1_whatever_the_arrivals(policy, choices, head, s
     for i, row in enumerate(inputs):
         own = policy if settings[i] is None else policy.with_setting(settings[i])
         one = early_exit(model, row[None], torch.ones(1, len(row), dtype=torch.long), policy=own)
-        assert results[i].exit_index == int(one.exit_index)
+        with torch.no_grad():
+            logits, certainties = (torch.stack(v) for v in model.forward_all(row[None],
+                torch.ones_like(row)[None]))
+        assert results[i].exit_index == int(one.exit_index) == rule_exits(own, logits, model.temperatures,
+            certainties)[0]
         torch.testing.assert_close(results[i].logits, one.logits[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(results[i].certainty, one.certainty[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(results[i].probs, one.probs[0], atol=1e-5, rtol=1e-4)

@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from allennlp.common import Params
@@ -14,6 +15,7 @@ from conftest import ROOT, TEST, TRAIN, allennlp, build_tiny_bert
 from sledge.dataset_readers import SstSentenceReader
 from sledge.dataset_readers.base import held_out
 from sledge.errors import SledgeError
+from sledge.models.sledge_classifier import SledgeClassifier
 from sledge.nn import difficulty_inversion_score, difficulty_margin_loss
 
 
@@ -82,7 +84,7 @@ def test_the_dar_loss_is_added_for_instances_with_difficulty(tiny_bert):
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory) -> dict:
-    """`allennlp difficulty-labels` with 2 folds and 1 seed on the tiny SST fixtures."""
+    """`allennlp difficulty-labels` with 2 folds and 2 seeds on the sentiment fixtures."""
     work = tmp_path_factory.mktemp("labels")
     backbone = build_tiny_bert(work / "tiny-bert", num_layers=6)
     overrides = {
@@ -108,6 +110,7 @@ def labelled(tmp_path_factory) -> dict:
             "2",
             "--seeds",
             "7",
+            "8",
             "--label-also",
             str(TEST),
             "--output-file",
@@ -120,7 +123,7 @@ def labelled(tmp_path_factory) -> dict:
 
 def test_k_fold_labelling_labels_every_instance_once_without_leakage(labelled, tiny_bert):
     report = json.loads(labelled["output"].read_text())
-    assert report["folds"] == 2 and report["seeds"] == [7] and report["models_trained"] == 2
+    assert report["folds"] == 2 and report["seeds"] == [7, 8] and report["models_trained"] == 4
     reader = SstSentenceReader(tiny_bert, dev_fraction=0.25)
     # the training part across folds and the development part by prediction: every line of the file
     train_lines = [str(e.line) for e in reader.examples(str(TRAIN))]
@@ -128,7 +131,7 @@ def test_k_fold_labelling_labels_every_instance_once_without_leakage(labelled, t
     assert set(report["files"][str(TRAIN)].values()) <= {"easy", "hard"}
     assert len(report["files"][str(TEST)]) == len(TEST.read_text().splitlines())
     development = {e.line for e in reader.examples(f"{TRAIN}#dev")}
-    assert len(development) == 12
+    assert len(development) == round(0.25 * len(TRAIN.read_text().splitlines()))
     for k in (1, 2):  # each fold model trained on the other fold only, never on the development part
         config = json.loads(
             (labelled["work"] / "folds" / "seed-7" / f"fold-{k}-of-2" / "config.json").read_text()
@@ -139,6 +142,43 @@ def test_k_fold_labelling_labels_every_instance_once_without_leakage(labelled, t
         assert trained_on and held and not trained_on & held and not trained_on & development
 
 
+def right_by_seed(labelled, seed: int, data: str, fold: int | None = None) -> dict[str, bool]:
+    """{line: whether the deepest exit of the fold model of `seed` is right}, from its archive."""
+    from sledge.commands.common import full_pass, load_sledge_archive, tensor_batches
+
+    models = [fold] if fold else [1, 2]
+    right: dict[str, list[bool]] = {}
+    for k in models:
+        archive = load_sledge_archive(str(labelled["work"] / "folds" / f"seed-{seed}" / f"fold-{k}-of-2"
+                                          / "model.tar.gz"))
+        path = f"{data}#fold-{k}-of-2" if fold else data
+        reader = archive.validation_dataset_reader
+        logits, _, gold = full_pass(archive.model, tensor_batches(list(reader.read(path)), archive, 64,
+                                                                 torch.device("cpu")))
+        for example, ok in zip(reader.examples(path), (logits[-1].argmax(-1) == gold).tolist()):
+            right.setdefault(str(example.line), []).append(ok)
+    return {line: all(oks) for line, oks in right.items()}
+
+
+def test_an_instance_is_easy_if_right_under_every_seed(labelled):
+    """Recomputed from the kept fold models: a training line is judged by the model of each seed whose
+    fold held it out; a line of the --label-also file by every model; easy if right under all."""
+    report = json.loads(labelled["output"].read_text())
+    disagree = 0
+    for data in (f"{TRAIN}#train", str(TEST)):
+        if data == str(TEST):
+            seeds = {seed: right_by_seed(labelled, seed, data) for seed in (7, 8)}
+        else:
+            seeds = {seed: {**right_by_seed(labelled, seed, data, 1), **right_by_seed(labelled, seed,
+                data, 2)}
+                     for seed in (7, 8)}
+        labels = report["files"][data.split("#")[0]]
+        for line in seeds[7]:
+            assert labels[line] == ("easy" if seeds[7][line] and seeds[8][line] else "hard"), (data, line)
+        disagree += sum(seeds[7][line] != seeds[8][line] for line in seeds[7])
+    assert disagree > 0, "the two seeds agree everywhere: the rule is not exercised"
+
+
 def test_a_dar_run_reads_labels_for_its_training_and_development_parts(labelled, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     overrides = {
@@ -147,10 +187,54 @@ def test_a_dar_run_reads_labels_for_its_training_and_development_parts(labelled,
         "model.difficulty_weight": 0.5,
         "model.difficulty_margin": 0.5,
     }
+    batches = []
+    forward = SledgeClassifier.forward
+
+    def recording(self, tokens, label=None, metadata=None, difficulty=None):
+        """Each training batch's difficulty, texts and loss, and its loss without the regularisation and
+        every exit's logits, computed with the same dropout masks."""
+        if not self.training:
+            return forward(self, tokens, label, metadata, difficulty)
+        state = torch.get_rng_state()
+        output = forward(self, tokens, label, metadata, difficulty)
+        with torch.no_grad():
+            torch.set_rng_state(state)
+            plain = forward(self, tokens, label, metadata, None)["loss"]
+            torch.set_rng_state(state)
+            logits = self.core(tokens["input_ids"], tokens["attention_mask"], tokens.get("token_type_ids"))
+        batches.append({"difficulty": None if difficulty is None else difficulty.tolist(),
+                        "texts": [m["text"] for m in metadata], "loss": float(output["loss"]),
+                        "plain": float(plain), "logits": [z.detach() for z in logits]})
+        return output
+
+    monkeypatch.setattr(SledgeClassifier, "forward", recording)
     allennlp("train", "training_config/sst2_minilm.jsonnet", "-s", str(tmp_path / "dar"),
              "-o", json.dumps(overrides), "--include-package", "sledge")
     metrics = json.loads((tmp_path / "dar" / "metrics.json").read_text())
     assert math.isfinite(metrics["validation_loss"]) and 0.0 <= metrics["validation_accuracy"] <= 1.0
+    # Every training batch carries the labels of the difficulty file, line by line ...
+    labels = json.loads(labelled["output"].read_text())["files"][str(TRAIN)]
+    reader = SstSentenceReader(str(labelled["backbone"]))
+    by_text: dict[str, set[int]] = {}
+    for example in reader.examples(f"{TRAIN}#train"):
+        by_text.setdefault(example.text, set()).add(int(labels[str(example.line)] == "easy"))
+    assert batches and all(batch["difficulty"] is not None for batch in batches)
+    for batch in batches:
+        assert all(easy in by_text[text] for easy, text in zip(batch["difficulty"], batch["texts"]))
+    # ... and its loss is the plain loss plus the weight (0.5) times each exit's margin loss (margin 0.5),
+    # the margin loss computed here from the exits' confidences
+    mixed = 0
+    for batch in batches:
+        easy = np.array(batch["difficulty"], dtype=float)
+        margins = 0.0
+        for logits in batch["logits"]:
+            confidence = torch.softmax(logits.double(), -1).max(-1)[0].numpy()
+            g = easy[:, None] - easy[None, :]
+            hinge = np.maximum(0.0, -g * (confidence[:, None] - confidence[None, :]) + 0.5)
+            margins += hinge[g != 0].mean() if (g != 0).any() else 0.0
+        mixed += bool((g != 0).any())
+        assert batch["loss"] - batch["plain"] == pytest.approx(0.5 * margins, rel=1e-4, abs=1e-6)
+    assert mixed > 0  # batches with an easy and a hard instance: the regularisation is not zero
 
 
 def test_a_reader_attaches_the_labels_and_difficulty_reports_the_dis(

@@ -1,4 +1,11 @@
-"""Distributed training on AllenNLP's own engine: two CPU worker processes (gloo), every strategy."""
+"""
+Distributed training on AllenNLP's own engine: two CPU worker processes (gloo), with one strategy, the
+alternating one: the only strategy that leaves parameters without a gradient on some steps (the earlier
+heads on odd steps), which DDP must be told about. The others (joint, weighted, detached, distilled)
+give every exit's head a gradient at every step, as in one process (their losses and gradients are
+tested in test_training.py); each distributed run costs two processes' start and a training, so they
+are not repeated here.
+"""
 
 import json
 import math

@@ -1,17 +1,15 @@
-"""Early exit: thresholds, batched against batch-1 inference, compaction; calibration and the oracle."""
+"""Early exit: thresholds, batched against batch-1 inference, compaction; ECE and the oracle."""
 
 import pytest
 import torch
-from transformers import BertConfig
 
+from conftest import SWEEP_GRID, alone, mixed_batch, observed, tiny_multi_exit
 from sledge.nn import (
-    LayerwiseEncoder,
     MultiExitClassifier,
     check_threshold,
     early_exit,
     exits_at_threshold,
     expected_calibration_error,
-    fit_temperature,
     oracle_exits,
 )
 
@@ -20,24 +18,7 @@ LAYERS = [0, 1, 3, 5]
 
 @pytest.fixture(scope="module", params=["cls", "mean"])
 def model(request) -> MultiExitClassifier:
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                        num_hidden_layers=6)
-    encoder = LayerwiseEncoder(config=config)
-    model = MultiExitClassifier(encoder, LAYERS, num_labels=3, pooling=request.param).eval()
-    for head in model.exits:  # spread the confidences so thresholds split the batch
-        head.classifier.weight.data.mul_(8.0)
-    model.temperatures.copy_(torch.tensor([1.0, 1.3, 0.8, 1.1]))
-    return model
-
-
-def mixed_batch(size: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(3, 20, (size,), generator=generator)
-    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
-    ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
-    types = torch.zeros_like(ids)
-    return ids, mask, types
+    return tiny_multi_exit(pooling=request.param)
 
 
 def all_confidences(model, ids, mask, types) -> torch.Tensor:
@@ -47,70 +28,113 @@ def all_confidences(model, ids, mask, types) -> torch.Tensor:
     return torch.stack([torch.softmax(z / t, -1).max(-1)[0] for z, t in zip(logits, model.temperatures)], 1)
 
 
+def first_confident(confidences: torch.Tensor, threshold: float) -> list[int]:
+    """The README's rule, written here without sledge's code: the first exit whose confidence is >= the
+    threshold; never before the last at threshold 1; else the last."""
+    exits = []
+    for row in confidences.tolist():
+        leave = [j for j, value in enumerate(row[:-1]) if value >= threshold and threshold < 1.0]
+        exits.append(leave[0] if leave else len(row) - 1)
+    return exits
+
+
+def thresholds_of(model, ids, mask, types) -> list[float]:
+    """The sweep's grid, and values equal to observed first-exit confidences (of rows whose confidence
+    is the same to the last bit batched and alone: see `conftest.observed`)."""
+    batched = all_confidences(model, ids, mask, types)[:, 0]
+    logits = alone(model, ids, mask, types)[0][0]
+    single = torch.softmax(logits / model.temperatures[0], -1).max(-1)[0]
+    return SWEEP_GRID + observed(batched, (0.1, 0.3, 0.5, 0.7, 0.9), among=batched == single)
+
+
 def test_threshold_0_takes_the_first_exit_and_1_the_last(model):
     ids, mask, types = mixed_batch()
     assert (early_exit(model, ids, mask, types, threshold=0.0).exit_index == 0).all()
     assert (early_exit(model, ids, mask, types, threshold=1.0).exit_index == len(LAYERS) - 1).all()
 
 
-def test_batched_predictions_and_exits_equal_batch_1(model):
+def test_batched_predictions_and_exits_equal_batch_1_and_the_rule(model):
     ids, mask, types = mixed_batch(size=32)
+    with torch.no_grad():
+        full = model(ids, mask, types)
     confidences = all_confidences(model, ids, mask, types)
-    threshold = float(confidences[:, 0].median())  # about half leave at the first exit
-    batched = early_exit(model, ids, mask, types, threshold=threshold)
-    assert 0 < int((batched.exit_index == 0).sum()) < len(ids)
-    assert len(set(batched.exit_index.tolist())) >= 3, "the batch should leave at several exits"
-    near = (confidences - threshold).abs().min(dim=1)[0] < 1e-4
-    for row in range(len(ids)):
-        length = int(mask[row].sum())
-        one = early_exit(model, ids[row : row + 1, :length], mask[row : row + 1, :length],
-                         types[row : row + 1, :length], threshold=threshold)
-        if near[row]:
-            continue
-        assert int(one.exit_index) == int(batched.exit_index[row])
-        torch.testing.assert_close(one.probs[0], batched.probs[row], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
+    split = 0
+    for threshold in thresholds_of(model, ids, mask, types):
+        batched = early_exit(model, ids, mask, types, threshold=threshold)
+        assert batched.exit_index.tolist() == first_confident(confidences, threshold), threshold
+        split += len(set(batched.exit_index.tolist())) >= 2
+        for row in range(len(ids)):
+            n = int(mask[row].sum())
+            one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], types[row : row + 1, :n],
+                             threshold=threshold)
+            assert int(one.exit_index) == int(batched.exit_index[row])
+            torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(one.probs[0], batched.probs[row], atol=1e-5, rtol=1e-4)
+        # the outputs are the exit's own: its logits from the full pass, softmax(logits / its temperature)
+        taken = batched.exit_index
+        expected = torch.stack([full[int(j)][row] for row, j in enumerate(taken)])
+        torch.testing.assert_close(batched.logits, expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(batched.probs, torch.softmax(expected / model.temperatures[taken,
+            None], -1),
+                                   atol=1e-6, rtol=1e-5)
+    assert split >= len(SWEEP_GRID) - 2  # every threshold but 0 and 1 (and maybe one more) splits the rows
 
 
 def test_rows_that_left_are_not_computed_further(model):
     ids, mask, types = mixed_batch(size=32)
-    threshold = float(all_confidences(model, ids, mask, types)[:, 0].median())
-    shapes = []
-    hooks = [layer.register_forward_hook(lambda _m, args, _o: shapes.append(tuple(args[0].shape[:2])))
-             for layer in model.encoder.layer_modules()]
-    try:
-        result = early_exit(model, ids, mask, types, threshold=threshold)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    still_running = [int((result.exit_index >= position).sum()) for position in range(len(LAYERS))]
-    # Layer l runs on the rows that have not left at an exit before l.
-    expected_rows = [still_running[sum(layer > k for k in LAYERS)] for layer in range(6)]
-    assert [rows for rows, _ in shapes] == expected_rows
-    # Padding that no running row needs is cut.
-    for (_, width), layer in zip(shapes, range(6)):
-        running = result.exit_index >= sum(layer > k for k in LAYERS)
-        assert width == int(mask[running].sum(1).max())
+    confidences = all_confidences(model, ids, mask, types)
+    # The median confidence at the first exit, and the least among the longest rows (they all leave
+    # there, so the rest of the batch runs with its padding cut).
+    longest = mask.sum(1) == mask.sum(1).max()
+    cut = False
+    for threshold in (float(confidences[:, 0].median()), float(confidences[longest, 0].min())):
+        shapes = []
+
+        def record(_module, args, _output, shapes=shapes):
+            shapes.append(tuple(args[0].shape[:2]))
+
+        hooks = [layer.register_forward_hook(record) for layer in model.encoder.layer_modules()]
+        try:
+            result = early_exit(model, ids, mask, types, threshold=threshold)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        still_running = [int((result.exit_index >= position).sum()) for position in range(len(LAYERS))]
+        assert still_running[0] > still_running[1] > 0  # some rows leave at the first exit, some go on
+        # Layer l runs on the rows that have not left at an exit before l (none once every row has left).
+        expected_rows = [still_running[sum(layer > k for k in LAYERS)] for layer in range(6)]
+        assert [rows for rows, _ in shapes] == [rows for rows in expected_rows if rows]
+        # Padding that no running row needs is cut.
+        for (_, width), layer in zip(shapes, range(6)):
+            running = result.exit_index >= sum(layer > k for k in LAYERS)
+            assert width == int(mask[running].sum(1).max())
+        cut |= any(width < ids.size(1) for _, width in shapes)
+    assert cut, "the padding was never cut"
 
 
 def test_the_runner_agrees_with_exits_computed_from_all_confidences(model):
     ids, mask, types = mixed_batch(size=32, seed=1)
     confidences = all_confidences(model, ids, mask, types)
-    for threshold in (0.0, 0.4, 0.6, 0.8, 0.95, 1.0):
+    compacted = 0
+    for threshold in thresholds_of(model, ids, mask, types):
         expected = exits_at_threshold(confidences, threshold)
-        assert torch.equal(early_exit(model, ids, mask, types, threshold=threshold).exit_index, expected)
+        assert expected.tolist() == first_confident(confidences, threshold)
+        got = early_exit(model, ids, mask, types, threshold=threshold).exit_index
+        assert torch.equal(got, expected)
+        compacted += 0 < int((got == 0).sum()) < len(ids)  # some rows left at the first exit, some went on
+    assert compacted >= len(SWEEP_GRID) - 3
 
 
 def test_the_average_exit_layer_never_decreases_as_the_threshold_rises(model):
     ids, mask, types = mixed_batch(size=64, seed=2)
     confidences = all_confidences(model, ids, mask, types)
     layers = torch.tensor(LAYERS, dtype=torch.float)
-    # Thresholds spread over the observed confidences, plus the ends.
+    # Thresholds at the observed confidences, plus the ends.
     quantiles = torch.quantile(confidences.flatten(), torch.linspace(0, 1, 41)).tolist()
     thresholds = sorted({0.0, 1.0, *quantiles})
     averages = [float(layers[exits_at_threshold(confidences, t)].mean()) for t in thresholds]
     assert averages == sorted(averages)
-    assert averages[0] == 0.0 and averages[-1] == 5.0 and len(set(averages)) > 3
+    assert averages[0] == 0.0 and averages[-1] == 5.0 and len(set(averages)) > 10
 
 
 def test_exits_at_threshold_on_a_constructed_case():
@@ -126,16 +150,6 @@ def test_a_threshold_outside_0_1_is_rejected(model):
     ids, mask, types = mixed_batch(size=2)
     with pytest.raises(ValueError, match="got -0.1"):
         early_exit(model, ids, mask, types, threshold=-0.1)
-
-
-def test_calibration_recovers_a_known_temperature_and_keeps_every_argmax():
-    generator = torch.Generator().manual_seed(0)
-    logits = 3.0 * torch.randn(20000, 4, generator=generator)
-    true_temperature = 2.5
-    labels = torch.multinomial(torch.softmax(logits / true_temperature, -1), 1, generator=generator)[:, 0]
-    fitted = fit_temperature(logits, labels)
-    assert fitted == pytest.approx(true_temperature, rel=0.05)
-    assert torch.equal((logits / fitted).argmax(-1), logits.argmax(-1))
 
 
 def test_expected_calibration_error_on_a_constructed_case():

@@ -16,11 +16,12 @@ import torch
 from allennlp.models.archival import load_archive
 
 import sledge.commands.common
-from conftest import FIXTURES, ROOT, TEST, allennlp, build_tiny_bert
+from conftest import FIXTURES, ROOT, TEST, TRAIN, allennlp, build_tiny_bert
 from sledge.dataset_readers import AgNewsReader, RteReader, SstSentenceReader
 from sledge.errors import ArchiveError, SledgeError
 from sledge.files import check_output_dir, check_output_file, write_atomically
 from sledge.models.sledge_classifier import save_backbone
+from sledge.nn.encoder import LayerwiseEncoder
 from sledge.predictors import SledgePredictor
 
 SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().splitlines()]
@@ -328,17 +329,6 @@ def test_two_predicts_writing_the_same_file_at_once_each_leave_a_complete_output
 # evaluate
 
 
-def test_evaluate_with_a_batch_size_works_for_a_sledge_config(trained_run, tmp_path):
-    metrics = {}
-    for size in ("3", None):
-        output = tmp_path / f"metrics-{size}.json"
-        allennlp("evaluate", str(trained_run["archive"]), str(TEST), "--include-package", "sledge",
-                 "--output-file", str(output), *(["--batch-size", size] if size else []))
-        metrics[size] = json.loads(output.read_text())
-    assert metrics["3"]["accuracy"] == metrics[None]["accuracy"]
-    assert metrics["3"]["accuracy_layer_0"] == metrics[None]["accuracy_layer_0"]
-
-
 def test_evaluate_on_a_missing_file_says_so_even_with_a_batch_size(trained_run, tmp_path):
     with pytest.raises(SledgeError, match=r"input_file: .*nothing.txt does not exist"):
         allennlp("evaluate", str(trained_run["archive"]), str(tmp_path / "nothing.txt"), "--batch-size", "8",
@@ -499,6 +489,157 @@ def test_a_sweep_baseline_that_does_not_exist_is_named_before_any_computation(
     with pytest.raises(SledgeError, match=r"--baseline standard: .*gone.tar.gz does not exist"):
         allennlp("sweep", str(trained_run["archive"]), str(TEST), "--output-dir", str(tmp_path / "s"),
                  "--baseline", f"standard={tmp_path / 'gone.tar.gz'}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# A failure midway: the third batch raises; the earlier outputs are left byte for byte, nothing partial
+
+
+class Injected(RuntimeError):
+    """The failure put into the third batch."""
+
+
+class Batches:
+    """
+    Records the batch size of every pass of a sledge model (each batch, in every command, starts with
+    the encoder's `embed`); once `fail_at` is set, that pass raises `Injected`, after recording what the
+    output folder holds at that moment (so a test can see what a run had written before it failed).
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.sizes: list[int] = []
+        self.fail_at: int | None = None
+        self.folder = folder
+        self.at_failure: dict[str, int] = {}
+
+    def embed(self, original):
+        def embed(encoder, input_ids, *args, **kwargs):
+            self.sizes.append(int(input_ids.size(0)))
+            if self.fail_at is not None and len(self.sizes) == self.fail_at:
+                self.at_failure = {path.name: path.stat().st_size for path in self.folder.rglob("*")}
+                raise Injected(f"batch {self.fail_at} fails")
+            return original(encoder, input_ids, *args, **kwargs)
+
+        return embed
+
+
+@pytest.fixture
+def batches(monkeypatch, tmp_path) -> Batches:
+    recorder = Batches(tmp_path / "out")
+    monkeypatch.setattr(LayerwiseEncoder, "embed", recorder.embed(LayerwiseEncoder.embed))
+    return recorder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (names relative to it, hidden ones included) and its bytes."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    return {str(path.relative_to(folder)): path.read_bytes() for path in files}
+
+
+def midway_commands(archive: Path, tmp_path: Path, command: str) -> tuple[list[str], list[str]]:
+    """
+    The arguments of `command` writing to tmp_path / "out": those of an earlier run, then those of the
+    run that fails. The two differ (in data or settings) so their outputs differ: an output rewritten
+    in place with the same bytes could not be told from one left alone.
+    """
+    out = tmp_path / "out"
+    source = write_lines(tmp_path / "in.jsonl", SENTENCES)
+    earlier_source = write_lines(tmp_path / "earlier.jsonl", SENTENCES[:20])
+    later = {
+        "predict": ["predict", str(archive), str(source), "--include-package", "sledge", "--silent",
+                    "--batch-size", "8", "--output-file", str(out / "predictions.jsonl")],
+        "evaluate": ["evaluate", str(archive), str(TEST), "--include-package", "sledge", "--batch-size", "8",
+                     "--output-file", str(out / "metrics.json"),
+                     "--predictions-output-file", str(out / "predictions.jsonl")],
+        "calibrate": ["calibrate", str(archive), str(TEST), "--batch-size", "8",
+                      "--output-file", str(out / "calibrated.tar.gz")],
+        "sweep": ["sweep", str(archive), str(TEST), "--output-dir", str(out), "--repeats", "1",
+                  "--timing-instances", "6", "--batch-size", "4", "--thresholds", "0", "0.8", "1"],
+        "difficulty": ["difficulty", str(archive), str(TEST), "--output-dir", str(out), "--batch-size", "8"],
+    }[command]
+    earlier = {
+        "predict": [str(earlier_source) if value == str(source) else value for value in later],
+        "evaluate": [*later, "-o", json.dumps({"model.confidence_threshold": 0.8})],
+        "calibrate": [str(TRAIN) if value == str(TEST) else value for value in later],
+        "sweep": [*later[:-3], "0", "1"],
+        "difficulty": [*later, "--high", "0.6"],
+    }[command]
+    return earlier, later
+
+
+COMMANDS = ["predict", "evaluate", "calibrate", "sweep", "difficulty"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_run_that_fails_at_its_third_batch_leaves_the_earlier_outputs_byte_for_byte(
+    trained_run, tmp_path, batches, command
+):
+    earlier, arguments = midway_commands(trained_run["archive"], tmp_path, command)
+    allennlp(*arguments)  # a complete run: its outputs differ from the earlier run's
+    complete = snapshot(tmp_path / "out")
+    assert len(batches.sizes) >= 3, f"{command} makes {len(batches.sizes)} passes: none fails at the third"
+    allennlp(*earlier)
+    before = snapshot(tmp_path / "out")
+    assert before.keys() == complete.keys() and not [name for name in before if name.startswith(".")]
+    assert all(before[name] != complete[name] for name in before if not name.endswith(".png"))
+    batches.sizes.clear()
+    # evaluate runs each batch twice (the early exit, then every exit for the metrics): its third
+    # batch begins at the fifth pass
+    batches.fail_at = 5 if command == "evaluate" else 3
+    with pytest.raises(Injected):
+        allennlp(*arguments)
+    assert len(batches.sizes) == batches.fail_at  # it stopped there
+    assert snapshot(tmp_path / "out") == before  # byte for byte, and no partial file left beside them
+    if command == "predict":  # it failed while writing its output (to a temporary name beside it)
+        assert [name for name in batches.at_failure if name.endswith(".partial")]
+
+
+@pytest.mark.parametrize("command", ["calibrate", "sweep", "difficulty"])
+def test_a_run_that_fails_while_writing_its_outputs_leaves_the_earlier_ones_byte_for_byte(
+    trained_run, tmp_path, monkeypatch, command
+):
+    """calibrate, sweep and difficulty write only once everything is computed: here the failure comes
+    while they write (the archive's third member; a folder's second file)."""
+    earlier, arguments = midway_commands(trained_run["archive"], tmp_path, command)
+    allennlp(*earlier)
+    before = snapshot(tmp_path / "out")
+    calls = []
+
+    def failing(original, at: int):
+        def write(*args, **kwargs):
+            calls.append(args[1:2])
+            if len(calls) == at:
+                raise Injected(f"write {at} fails")
+            return original(*args, **kwargs)
+
+        return write
+
+    if command == "calibrate":
+        monkeypatch.setattr(tarfile.TarFile, "addfile", failing(tarfile.TarFile.addfile, 3))
+    else:
+        monkeypatch.setattr(Path, "write_bytes", failing(Path.write_bytes, 2))
+    with pytest.raises(Injected):
+        allennlp(*arguments)
+    assert len(calls) >= 2
+    assert snapshot(tmp_path / "out") == before
+
+
+def test_evaluate_runs_at_the_batch_size_it_is_given(trained_run, tmp_path, batches):
+    metrics = {}
+    for size in ("3", None):
+        batches.sizes.clear()
+        output = tmp_path / f"metrics-{size}.json"
+        allennlp("evaluate", str(trained_run["archive"]), str(TEST), "--include-package", "sledge",
+                 "--output-file", str(output), *(["--batch-size", size] if size else []))
+        metrics[size] = json.loads(output.read_text())
+        # each batch runs twice (the early exit, then every exit for the per-exit metrics), in the
+        # order of the config's bucket sampler
+        assert batches.sizes[::2] == batches.sizes[1::2]
+        if size:  # 32 instances in batches of 3
+            assert sorted(batches.sizes[::2]) == [2] + [3] * 10
+        else:  # the config's own batch size (the trained run's 4)
+            assert batches.sizes[::2] == [4] * 8
+    assert metrics["3"]["accuracy"] == metrics[None]["accuracy"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_multi_exit
+from conftest import alone, mixed_batch, observed, rule_exits, statistic, tiny_multi_exit
 from sledge.nn import (
     EXIT_HEADS,
     ConfidencePolicy,
@@ -76,26 +76,30 @@ def test_bad_distillation_settings_are_named():
 @pytest.mark.parametrize("head", sorted(EXIT_HEADS))
 def test_each_head_type_gives_the_same_exits_batched_and_at_batch_1(head):
     model = tiny_multi_exit(head=head, lte=True)
-    generator = torch.Generator().manual_seed(4)
-    lengths = torch.randint(3, 20, (32,), generator=generator)
-    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
-    ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
+    ids, mask, types = mixed_batch(seed=4)
     with torch.no_grad():
-        logits, certainties = model.forward_all(ids, mask)
-    first = torch.softmax(logits[0], -1).max(-1)[0].sort()[0]
-    for policy in (
-        ConfidencePolicy(float(first[15:17].mean())),
-        LearnedPolicy(float(certainties[0].sort()[0][15:17].mean())),
-    ):
-        batched = early_exit(model, ids, mask, policy=policy)
-        assert len(set(batched.exit_index.tolist())) >= 2
-        for row in range(len(ids)):
-            n = int(lengths[row])
-            one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], policy=policy)
-            assert int(one.exit_index) == int(batched.exit_index[row])
-            torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
-            full = logits[int(one.exit_index)][row]
-            torch.testing.assert_close(batched.logits[row], full, atol=1e-5, rtol=1e-4)
+        logits, certainties = (torch.stack(values) for values in model.forward_all(ids, mask, types))
+    alone_logits, alone_certainties = alone(model, ids, mask, types)
+    rows = torch.arange(len(ids))
+    for policy in (ConfidencePolicy(), LearnedPolicy()):
+        batched_statistic = statistic(policy, logits, model.temperatures, certainties)[0]
+        single_statistic = statistic(policy, alone_logits, model.temperatures, alone_certainties)[0]
+        values = [0.6, 0.7, 0.8, *observed(batched_statistic, among=batched_statistic == single_statistic)]
+        for value in values:
+            setting = policy.with_setting(value)
+            batched = early_exit(model, ids, mask, types, policy=setting)
+            expected = rule_exits(setting, logits, model.temperatures, certainties)
+            assert batched.exit_index.tolist() == expected, f"{setting!r}"
+            assert rule_exits(setting, alone_logits, model.temperatures, alone_certainties) == expected
+            assert len(set(expected)) >= 2, f"{setting!r} sends every row to one exit"
+            torch.testing.assert_close(batched.logits, logits[batched.exit_index, rows], atol=1e-5, rtol=1e-4)
+            for row in range(len(ids)):
+                n = int(mask[row].sum())
+                one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n],
+                    types[row : row + 1, :n],
+                                 policy=setting)
+                assert int(one.exit_index) == int(batched.exit_index[row])
+                torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
 
 
 def test_the_attention_head_reads_only_real_tokens():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.ao.nn.quantized import dynamic
 
-from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines, tiny_multi_exit
+from conftest import ROOT, SENTENCES, TEST, allennlp, mixed_batch, predict_lines, tiny_multi_exit
 from sledge.errors import SledgeError
 from sledge.nn import (
     ConfidencePolicy,
@@ -19,6 +19,7 @@ from sledge.nn import (
     early_exit,
     full_pass_views,
     quantize_int8,
+    quantize_int8_rows,
     simulate_exits,
 )
 from sledge.nn.quantize import FullRangeLinear, full_range_is_exact
@@ -82,33 +83,38 @@ def test_full_range_layers_where_exact():
     assert not any(isinstance(m, FullRangeLinear) for m in seven_bits.modules())
 
 
-@pytest.mark.parametrize("head", ["linear", "attention"])  # the attention head: the configs' default
-@pytest.mark.parametrize("make", [ConfidencePolicy, LearnedPolicy, lambda _: PatiencePolicy(1)])
-def test_int8_batched_exits_and_labels_equal_int8_batch_1(make, head):
-    model = quantized_model(head)
-    generator = torch.Generator().manual_seed(2)
-    lengths = torch.randint(3, 20, (32,), generator=generator)
-    mask = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()
-    ids = torch.randint(5, 100, mask.shape, generator=generator) * mask
-    with torch.no_grad():
-        logits, certainties = model.forward_all(ids, mask)
-    statistic = torch.softmax(logits[0], -1).max(-1)[0] if make is ConfidencePolicy else certainties[0]
-    # The threshold in the middle of the widest gap between rows' statistics around the median: a row
-    # at a hair's breadth from it may leave on either side of it at another batch size.
-    ranked = statistic.sort()[0][8:25]
-    widest = int((ranked[1:] - ranked[:-1]).argmax())
-    policy = make(float(ranked[widest : widest + 2].mean()))
-    batched = early_exit(model, ids, mask, policy=policy)
-    simulated = simulate_exits(policy, full_pass_views(model, torch.stack(logits), torch.stack(certainties)))
-    assert torch.equal(batched.exit_index, simulated)
-    agree = 0
-    for row in range(len(ids)):
-        n = int(lengths[row])
-        one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], policy=policy)
-        # Dynamic quantization scales activations per batch, so values differ slightly with the batch.
-        agree += int(one.exit_index) == int(batched.exit_index[row]) and int(one.logits.argmax()) == int(
-            batched.logits[row].argmax())
-    assert agree >= len(ids) - 1
+def test_int8_answers_are_the_same_at_batch_1_batched_and_simulated(trained_run, tmp_path, monkeypatch):
+    """The promise of docs/backends.md (int8, per-token activation scales: the runner, compaction and every
+    policy work unchanged, and batched answers equal batch 1), on real answers at fixed settings, every
+    row, no tolerance. (Issue 29 made it hold: PyTorch's dynamic int8, `quantize_int8`, scales by the whole
+    batch's range and fails it; see test_backends.py's control.)"""
+    wrong = []
+    for head in ("linear", "attention"):
+        model = quantize_int8_rows(tiny_multi_exit(head=head, lte=True))
+        ids, mask, types = mixed_batch(seed=2)
+        with torch.no_grad():
+            logits, certainties = (torch.stack(values) for values in model.forward_all(ids, mask, types))
+        views = full_pass_views(model, logits, certainties)
+        for policy in (ConfidencePolicy(0.7), ConfidencePolicy(0.9), LearnedPolicy(0.5), PatiencePolicy(1)):
+            batched = early_exit(model, ids, mask, types, policy=policy)
+            if not torch.equal(batched.exit_index, simulate_exits(policy, views)):
+                wrong.append(f"{head} {policy!r}: batched exits differ from the full pass's")
+            for row in range(len(ids)):
+                n = int(mask[row].sum())
+                one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], policy=policy)
+                if (int(one.exit_index), int(one.logits.argmax())) != (int(batched.exit_index[row]),
+                                                                       int(batched.logits[row].argmax())):
+                    wrong.append(f"{head} {policy!r} row {row}: batch 1 and batch 32 differ")
+    monkeypatch.chdir(ROOT)
+    for threshold in (0.7, 0.9):
+        override = json.dumps({"model.quantize": "int8", "model.confidence_threshold": threshold})
+        one = predict(trained_run["archive"], tmp_path / "one.jsonl", "-o", override)
+        many = predict(trained_run["archive"], tmp_path / "many.jsonl", "-o", override, "--batch-size", "32")
+        for index, (a, b) in enumerate(zip(one, many)):
+            if (a["exit_layer"], a["label"]) != (b["exit_layer"], b["label"]):
+                wrong.append(
+                    f"allennlp predict, threshold {threshold}, sentence {index}: batch 1 and 32 differ")
+    assert not wrong, "\n".join(wrong)
 
 
 @pytest.fixture(autouse=True)
@@ -123,12 +129,10 @@ def predict(archive, output, *options):
 def test_quantize_is_set_at_inference_the_allennlp_way(trained_run, tmp_path):
     override = json.dumps({"model.quantize": "int8", "model.confidence_threshold": 0.6})
     one = predict(trained_run["archive"], tmp_path / "one.jsonl", "-o", override)
-    many = predict(trained_run["archive"], tmp_path / "many.jsonl", "-o", override, "--batch-size", "8")
-    same = sum(a["exit_layer"] == b["exit_layer"] and a["label"] == b["label"] for a, b in zip(one, many))
-    assert same >= len(one) - 1
     fp32 = predict(trained_run["archive"], tmp_path / "fp32.jsonl", "-o",
                    json.dumps({"model.confidence_threshold": 0.6}))
     assert [row["probs"] for row in fp32] != [row["probs"] for row in one]  # int8 really ran
+    # (batch 1 against batched under int8: test_int8_answers_are_the_same_at_batch_1_batched_and_simulated)
     output = tmp_path / "metrics.json"
     allennlp("evaluate", str(trained_run["archive"]), str(TEST), "--include-package", "sledge",
              "--output-file", str(output), "-o", json.dumps({"model.quantize": "int8"}))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import mixed_batch, tiny_multi_exit
+from conftest import SWEEP_GRID, alone, mixed_batch, observed, rule_exits, statistic, tiny_multi_exit
 from sledge.errors import SledgeError
 from sledge.models.correlation import Correlation
 from sledge.nn import (
@@ -157,30 +157,28 @@ def test_policies_that_cannot_apply_say_why():
 
 
 # ---------------------------------------------------------------------------------------------------
-# The runner: batched == batch 1 == simulated from one full pass, for every policy
+# The runner: batched == batch 1 == simulated from one full pass == the rule, for every policy
 
 
-def halfway(policy, views: list[ExitView]):
-    """`policy` with the setting that lets about half of the rows leave at the first exit."""
-    first = views[0]
-    if isinstance(policy, ConfidencePolicy):
-        statistic = first.probs(policy.calibrated).max(dim=-1)[0]
-    elif isinstance(policy, EntropyPolicy):
-        statistic = normalised_entropy(first.probs(policy.calibrated))
-    elif isinstance(policy, LearnedPolicy):
-        statistic = first.certainty
-    else:
-        return policy
-    middle = statistic.sort()[0][len(statistic) // 2 - 1 : len(statistic) // 2 + 1]
-    return policy.with_setting(float(middle.mean()))  # between two rows: none sits on the boundary
+ENTROPY_GRID = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.0]  # the sweep's entropy thresholds
+
+
+def settings_of(policy, logits, certainties, temperatures, alone_logits, alone_certainties) -> list[float]:
+    """The sweep's grid of the policy, and values equal to observed statistics at the first exit (of rows
+    whose statistic is the same to the last bit batched and alone: see `conftest.observed`)."""
+    if isinstance(policy, PatiencePolicy):
+        return [0, 1, 2, 3]
+    grid = ENTROPY_GRID if isinstance(policy, EntropyPolicy) else SWEEP_GRID
+    batched = statistic(policy, logits, temperatures, certainties)[0]
+    single = statistic(policy, alone_logits, temperatures, alone_certainties)[0]
+    return grid + observed(batched, (0.2, 0.5, 0.8), among=batched == single)
 
 
 CASES = [
     ("classification", False, False, ConfidencePolicy()),
     ("classification", False, False, ConfidencePolicy(calibrated=False)),
     ("classification", False, False, EntropyPolicy()),
-    ("classification", False, False, PatiencePolicy(1)),
-    ("classification", False, False, PatiencePolicy(2)),
+    ("classification", False, False, PatiencePolicy()),
     ("classification-lte", False, True, LearnedPolicy()),
     ("regression-lte", True, True, LearnedPolicy()),
     ("regression-lte", True, True, PatiencePolicy(1, tolerance=0.5)),
@@ -189,35 +187,48 @@ CASES = [
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 @pytest.mark.parametrize("kind,regression,lte,policy", CASES, ids=[f"{c[0]}-{c[3]!r}" for c in CASES])
-def test_batched_exits_equal_batch_1_and_the_full_pass_simulation(kind, regression, lte, policy, pooling):
+def test_batched_exits_equal_batch_1_the_simulation_and_the_rule(kind, regression, lte, policy, pooling):
     model = tiny_multi_exit(regression=regression, lte=lte, pooling=pooling)
     ids, mask, types = mixed_batch()
     with torch.no_grad():
         logits, certainties = model.forward_all(ids, mask, types)
-    stacked = None if certainties is None else torch.stack(certainties)
-    views = full_pass_views(model, torch.stack(logits), stacked)
-    policy = halfway(policy, views)
-    batched = early_exit(model, ids, mask, types, policy=policy)
-    simulated = simulate_exits(policy, views)
-    assert torch.equal(batched.exit_index, simulated)
-    if not isinstance(policy, PatiencePolicy) or policy.patience == 1:
-        assert len(set(batched.exit_index.tolist())) >= 2, f"{policy!r} should split the batch"
-    for row in range(len(ids)):
-        length = int(mask[row].sum())
-        one = early_exit(
-            model,
-            ids[row : row + 1, :length],
-            mask[row : row + 1, :length],
-            types[row : row + 1, :length],
-            policy=policy,
-        )
-        assert int(one.exit_index) == int(batched.exit_index[row])
-        torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
-        exit_taken = int(one.exit_index)
-        torch.testing.assert_close(batched.logits[row], logits[exit_taken][row], atol=1e-5, rtol=1e-4)
+    logits = torch.stack(logits)
+    certainties = None if certainties is None else torch.stack(certainties)
+    alone_logits, alone_certainties = alone(model, ids, mask, types)
+    views = full_pass_views(model, logits, certainties)
+    temperatures = model.temperatures
+    settings = settings_of(policy, logits, certainties, temperatures, alone_logits, alone_certainties)
+    split = 0
+    for value in settings:
+        setting = policy.with_setting(value)
+        batched = early_exit(model, ids, mask, types, policy=setting)
+        expected = rule_exits(setting, logits, temperatures, certainties, regression)
+        assert batched.exit_index.tolist() == expected, f"{setting!r}"
+        assert torch.equal(simulate_exits(setting, views), batched.exit_index)
+        # batch 1: each row's own exit by the rule, on its own numbers, and the batched runner's
+        single = rule_exits(setting, alone_logits, temperatures, alone_certainties, regression)
+        assert single == expected, f"{setting!r}"
+        split += len(set(expected)) >= 2
+        taken = batched.exit_index
+        torch.testing.assert_close(batched.logits, logits[taken, torch.arange(len(ids))], atol=1e-5,
+            rtol=1e-4)
         if lte:
-            torch.testing.assert_close(one.certainty[0], batched.certainty[row], atol=1e-5, rtol=1e-4)
-    assert (batched.probs is None) == regression
+            torch.testing.assert_close(batched.certainty, certainties[taken, torch.arange(len(ids))],
+                                       atol=1e-5, rtol=1e-4)
+        assert (batched.probs is None) == regression
+    assert split >= len(settings) // 2, "too few settings split the rows between exits"
+    # The runner at batch 1, at the settings equal to observed statistics (and patience 1)
+    for value in settings[-3:]:
+        setting = policy.with_setting(value)
+        batched = early_exit(model, ids, mask, types, policy=setting)
+        for row in range(len(ids)):
+            n = int(mask[row].sum())
+            one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], types[row : row + 1, :n],
+                             policy=setting)
+            assert int(one.exit_index) == int(batched.exit_index[row])
+            torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
+            if lte:
+                torch.testing.assert_close(one.certainty[0], batched.certainty[row], atol=1e-5, rtol=1e-4)
 
 
 def test_a_policy_that_never_leaves_early_skips_the_earlier_exits():
@@ -239,19 +250,23 @@ def test_a_policy_that_never_leaves_early_skips_the_earlier_exits():
 def test_each_row_may_run_at_its_own_setting(policy):
     model = tiny_multi_exit()
     ids, mask, types = mixed_batch()
-    generator = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        logits = torch.stack(model(ids, mask, types))
     if isinstance(policy, PatiencePolicy):
-        settings = torch.randint(0, 4, (len(ids),), generator=generator).float()
+        grid = [0, 1, 2, 3]
     else:
-        settings = torch.rand(len(ids), generator=generator)
-        settings[:4] = torch.tensor([0.0, 1.0, 1.0, 0.0])
+        grid = ENTROPY_GRID if isinstance(policy, EntropyPolicy) else SWEEP_GRID
+    settings = torch.tensor([grid[row % len(grid)] for row in range(len(ids))], dtype=torch.float)
     batched = early_exit(model, ids, mask, types, policy=policy, row_settings=settings)
     for row in range(len(ids)):
+        own = policy.with_setting(settings[row].item())
+        expected = rule_exits(own, logits[:, row : row + 1], model.temperatures)
+        assert int(batched.exit_index[row]) == expected[0]
         n = int(mask[row].sum())
         one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], types[row : row + 1, :n],
-                         policy=policy.with_setting(settings[row].item()))
+                         policy=own)
         assert int(one.exit_index) == int(batched.exit_index[row])
-    assert len(set(batched.exit_index.tolist())) >= 2
+    assert len(set(batched.exit_index.tolist())) >= 3
     never = torch.ones(len(ids)) if not isinstance(policy, PatiencePolicy) else torch.full((len(ids),), 3.0)
     if not isinstance(policy, EntropyPolicy):  # entropy 1 always leaves; its "never" is no setting
         assert (early_exit(model, ids, mask, types, policy=policy, row_settings=never).exit_index == 3).all()

@@ -1,9 +1,9 @@
 """The load generator of benchmarks/serve_load.py against a real HTTP server (uvicorn, in a thread)."""
 
 import asyncio
+import socket
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -13,32 +13,36 @@ from fastapi.responses import JSONResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from serve_load import Client, closed_loop, free_port, open_loop  # noqa: E402
+from serve_load import Client, closed_loop, open_loop  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server():
     app = FastAPI()
     app.state.seen = []
+    app.state.arrived = threading.Condition()  # notified whenever a request has ended on the server
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
         text = (await request.json())["sentence"]
         await asyncio.sleep(1.0 if text == "slow" else 0.001)  # requests overlap
-        app.state.seen.append(text)
+        with app.state.arrived:
+            app.state.seen.append(text)
+            app.state.arrived.notify_all()
         return JSONResponse({"detail": "busy"} if text == "busy" else {"echo": text * 50},
                             status_code=503 if text == "busy" else 200)
 
-    port = free_port()
+    # the socket listens before the server thread starts: connections wait in its backlog meanwhile
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
     # idle connections are closed after 0.3 s, so that the client meets one the server closed
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning", timeout_keep_alive=0.3))
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=0.3))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}", app.state.seen
+    yield f"http://127.0.0.1:{port}", app.state
     server.should_exit = True
     thread.join()
+    listening.close()
 
 
 def test_the_client_reads_each_status_reuses_a_connection_and_replaces_one_the_server_closed(
@@ -58,7 +62,8 @@ def test_the_client_reads_each_status_reuses_a_connection_and_replaces_one_the_s
         client = Client(url)
         statuses = [await client.post("/predict", {"sentence": "ok"}), len(client.idle)]
         statuses += [await client.post("/predict", {"sentence": "busy"}), len(client.idle)]
-        await asyncio.sleep(0.6)  # the server has closed the idle connection meanwhile
+        reader, _ = client.idle[0]
+        assert await asyncio.wait_for(reader.read(1), 30) == b""  # the server closed the idle connection
         statuses += [await client.post("/predict", {"sentence": "ok"}), len(client.idle)]
         client.close()
         return statuses
@@ -83,7 +88,8 @@ def test_the_open_loop_counts_every_request_sent_as_answered_or_rejected(server)
 
 
 def test_the_closed_loop_counts_every_answer_of_its_concurrent_clients(server):
-    url, seen = server
+    url, state = server
+    seen = state.seen
     before = len(seen)
     answered, seconds = asyncio.run(closed_loop(url, ["a", "b", "busy"], clients=16, seconds=0.5))
     texts = seen[before:]
@@ -92,8 +98,8 @@ def test_the_closed_loop_counts_every_answer_of_its_concurrent_clients(server):
 
 
 def test_an_answer_later_than_the_timeout_raises_and_is_not_sent_again(server):
-    url, seen = server
-    before = len(seen)
+    url, state = server
+    before = len(state.seen)
 
     async def go() -> None:
         client = Client(url, timeout=0.2)
@@ -103,5 +109,6 @@ def test_an_answer_later_than_the_timeout_raises_and_is_not_sent_again(server):
         client.close()
 
     asyncio.run(go())
-    time.sleep(1.2)  # the slow request ends on the server
-    assert seen[before:] == ["ok", "slow"]
+    with state.arrived:  # the slow request ends on the server
+        assert state.arrived.wait_for(lambda: len(state.seen) >= before + 2, timeout=30)
+    assert state.seen[before:] == ["ok", "slow"]

@@ -3,13 +3,14 @@
 import json
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import httpx
@@ -59,12 +60,12 @@ def app_of(archive, scheduler="dynamic", batch_size=8, queue_size=64, wait=None,
     return create_app(load)
 
 
-def ready(client: TestClient) -> None:
-    for _ in range(200):
-        if client.get("/health").status_code == 200:
-            return
-        time.sleep(0.05)
-    raise AssertionError(client.get("/health").json())
+def ready(client: TestClient, timeout: float = 120) -> None:
+    """Wait (up to a deadline, not a fixed time) until the model has loaded in its thread."""
+    deadline = time.monotonic() + timeout
+    while (health := client.get("/health")).status_code != 200:
+        assert time.monotonic() < deadline, health.json()
+        time.sleep(0.01)
 
 
 def predictions(trained_run, tmp_path: Path, threshold: float) -> list[dict]:
@@ -92,7 +93,8 @@ def test_health_is_ready_only_once_the_model_is_loaded(archive):
         return engine, scheduler, metrics
 
     with TestClient(create_app(slow_load)) as client:
-        assert client.get("/health").json() == {"status": "loading"}
+        loading = client.get("/health")
+        assert loading.status_code == 503 and loading.json() == {"status": "loading"}
         response = client.post("/predict", json={"sentence": "good"})
         assert response.status_code == 503 and response.headers["Retry-After"] == "1"
         gate.set()
@@ -100,6 +102,21 @@ def test_health_is_ready_only_once_the_model_is_loaded(archive):
         assert client.get("/health").json()["status"] == "ready"
         assert "/predict" in client.get("/openapi.json").json()["paths"]
         assert client.get("/docs").status_code == 200
+
+
+def test_health_answers_503_naming_the_error_when_the_model_failed_to_load():
+    def failing_load():
+        raise SledgeError("model.tar.gz: not a sledge archive")
+
+    with TestClient(create_app(failing_load)) as client:
+        deadline = time.monotonic() + 60
+        while (health := client.get("/health")).json()["status"] == "loading":
+            assert time.monotonic() < deadline
+        assert health.status_code == 503
+        assert health.json() == {"status": "failed",
+            "detail": "SledgeError: model.tar.gz: not a sledge archive"}
+        response = client.post("/predict", json={"sentence": "good"})
+        assert response.status_code == 503 and "not a sledge archive" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
@@ -189,17 +206,26 @@ def test_the_server_tokenizes_every_text_exactly_as_the_reader_does(archive):
 
 
 def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered(archive, monkeypatch):
-    gate, encoded = threading.Event(), []
-    encode = Engine.encode
+    gate, encoded, accepted = threading.Event(), [], []
+    encode, submit = Engine.encode, DynamicScheduler.submit
     monkeypatch.setattr(Engine, "encode", lambda self, instance: encoded.append(1) or encode(self, instance))
+    monkeypatch.setattr(DynamicScheduler, "submit", lambda self, job: accepted.append(1) or submit(self, job))
     with TestClient(app_of(archive, queue_size=2, batch_size=1, wait=gate)) as client:
         ready(client)
         with ThreadPoolExecutor(8) as pool:
             futures = [
                 pool.submit(client.post, "/predict", json={"sentence": SENTENCES[i]}) for i in range(8)
             ]
-            time.sleep(1.0)
+            # with the model held, each request is either accepted (queued, or taken by the model
+            # thread) or turned away at once: wait until all 8 are one or the other
+            deadline = time.monotonic() + 60
+            while len(accepted) + sum(f.done() for f in futures) < len(futures):
+                assert time.monotonic() < deadline, f"{len(accepted)} accepted, the rest unanswered"
+                wait([f for f in futures if not f.done()], timeout=0.05, return_when=FIRST_COMPLETED)
             done_early = [f.result() for f in futures if f.done()]
+            assert 2 <= len(accepted) <= 3  # the queue's 2, and one the model thread may hold
+            assert [r.status_code for r in done_early] == [503] * (8 - len(accepted))
+            assert all(r.headers["Retry-After"] == "1" for r in done_early)
             # while the queue is full a request is turned away before its text is tokenized
             tokenized = len(encoded)
             assert client.post("/predict", json={"sentence": SENTENCES[0]}).status_code == 503
@@ -207,10 +233,10 @@ def test_a_full_queue_answers_503_at_once_and_every_accepted_request_is_answered
             gate.set()
             responses = [f.result() for f in futures]
         statuses = sorted(r.status_code for r in responses)
-        assert statuses.count(503) >= 1 and all(r.headers["Retry-After"] == "1" for r in done_early)
-        assert set(statuses) <= {200, 503} and statuses.count(200) >= 2
+        assert statuses == [200] * len(accepted) + [503] * (8 - len(accepted))  # every accepted one answered
         metrics = client.get("/metrics").text
         assert f"sledge_rejected_total {float(statuses.count(503) + 1)}" in metrics
+        assert f'sledge_requests_total{{status="200"}} {float(len(accepted))}' in metrics
         assert 'sledge_requests_total{status="503"}' in metrics and "sledge_exit_layer_bucket" in metrics
 
 
@@ -324,14 +350,59 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class Lines:
+    """The lines a process writes, read by a thread as they come; `wait_for` waits (up to a deadline)
+    for a line containing a text."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self.arrived = threading.Condition()
+        self.reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.reader.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self.arrived:
+                self.lines.append(line)
+                self.arrived.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: any(text in line for line in self.lines), timeout):
+                raise AssertionError(f"no line with {text!r} in {timeout} s:\n{''.join(self.lines)}")
+
+
+def read_events(descriptor: int, count: int, timeout: float = 120) -> bytes:
+    """`count` bytes from a pipe, waiting for them (up to a deadline)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        readable, _, _ = select.select([descriptor], [], [], max(0.0, deadline - time.monotonic()))
+        if not readable:
+            raise AssertionError(f"{len(got)} of {count} events came in {timeout} s: {got!r}")
+        got += os.read(descriptor, count - len(got))
+    return got
+
+
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
-def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(trained_run, scheduler):
+def test_a_real_server_answers_every_accepted_request_after_sigterm_and_exits(trained_run, scheduler):
+    """
+    The model is held (a gate, tests/plugins/sledge_gate.py) while 8 requests of 32 sentences each
+    arrive; once the server reports that it accepted all 8, it gets SIGTERM; once it says it is
+    shutting down, the gate opens. Every accepted request must then be answered 200, in full, and the
+    server exit 0.
+    """
     port = free_port()
+    events, events_in = os.pipe()
+    control_out, control = os.pipe()
+    plugins = str(ROOT / "tests" / "plugins")
     server = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "allennlp"),
             "serve",
             str(trained_run["archive"]),
+            "--include-package",
+            "sledge_gate",
             "--port",
             str(port),
             "--scheduler",
@@ -347,20 +418,22 @@ def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(traine
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        pass_fds=(events_in, control_out),
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "SLEDGE_GATE_EVENTS": str(events_in),
+             "SLEDGE_GATE_CONTROL": str(control_out),
+             "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))},
     )
+    os.close(events_in)
+    os.close(control_out)
+    output = Lines(server.stdout)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the server never became ready")
-        with httpx.Client(timeout=60) as client:
+        output.wait_for("Uvicorn running on")  # listening
+        output.wait_for("sledge serve:")  # the model is loaded: its scheduler starts now
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/health", timeout=5).status_code != 200:
+            assert time.monotonic() < deadline, "the server never became ready"
+        with httpx.Client(timeout=120) as client:
             one = client.post(f"{url}/predict", json={"sentence": SENTENCES[0]})
             assert one.status_code == 200 and one.json()["exit_layer"] in (0, 1, 3, 5)
             bad = client.post(f"{url}/predict", json={"sentence": ""})
@@ -369,28 +442,33 @@ def test_a_real_server_answers_in_flight_requests_after_sigterm_and_exits(traine
             metrics = client.get(f"{url}/metrics").text
             assert 'sledge_requests_total{status="200"} 1.0' in metrics
             assert 'sledge_requests_total{status="422"} 1.0' in metrics and "sledge_threshold 0.6" in metrics
+            assert read_events(events, 1) == b"+"  # the one answered request
+            os.write(control, b"c")
+            assert read_events(events, 1) == b"c"  # the model is held from here on
             with ThreadPoolExecutor(8) as pool:
                 futures = [
                     pool.submit(client.post, f"{url}/predict", json=[{"sentence": s} for s in SENTENCES])
                     for _ in range(8)
                 ]
-                time.sleep(0.2)
+                assert read_events(events, 8) == b"+" * 8  # the server accepted all 8
+                assert not any(future.done() for future in futures)
                 server.send_signal(signal.SIGTERM)
-                results = []
-                for future in futures:
-                    try:
-                        results.append(future.result())
-                    except httpx.TransportError:
-                        results.append(None)  # not accepted before the server stopped listening
-            answered = [r for r in results if r is not None]
-            assert answered and all(r.status_code == 200 for r in answered)
-            assert all(len(r.json()) == len(SENTENCES) for r in answered)
-        assert server.wait(timeout=60) == 0
+                output.wait_for("Shutting down")
+                assert not any(future.done() for future in futures)
+                os.write(control, b"o")
+                answered = [future.result() for future in futures]
+            assert [response.status_code for response in answered] == [200] * 8
+            assert all(len(response.json()) == len(SENTENCES) for response in answered)
+            assert all(row["exit_layer"] in (0, 1, 3, 5) for response in answered for row in response.json())
+        assert server.wait(timeout=120) == 0
     finally:
         if server.poll() is None:
             server.kill()
-    log = server.stdout.read()
-    assert "policy ConfidencePolicy(threshold=0.6" in log
+            server.wait()
+        os.close(events)
+        os.close(control)
+    output.reader.join(timeout=10)
+    assert "policy ConfidencePolicy(threshold=0.6" in "".join(output.lines)
 
 
 def test_the_server_chooses_its_threshold_on_a_dev_file_or_from_a_sweep(archive, trained_run, tmp_path):

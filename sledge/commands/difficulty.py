@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from allennlp.commands.subcommand import Subcommand
 
-from sledge.commands.arguments import unit_float
+from sledge.commands.arguments import positive_int, unit_float
 from sledge.commands.common import (
     check_inputs,
     classification_only,
@@ -42,6 +42,8 @@ class Difficulty(Subcommand):
         subparser.add_argument("--output-dir", required=True, help="where the tables and plots go")
         subparser.add_argument("--high", type=unit_float, default=0.9, help="the 'confident' threshold")
         subparser.add_argument("--cuda-device", type=int, default=-1, help="GPU id, -1 for the CPU")
+        subparser.add_argument("--batch-size", type=positive_int, default=64,
+            help="batch size of the full pass")
         subparser.add_argument(
             "--difficulty-file", default=None,
             help="easy/hard labels of the input's instances (from allennlp difficulty-labels "
@@ -49,12 +51,12 @@ class Difficulty(Subcommand):
         )
         subparser.set_defaults(func=lambda args: difficulty(
             args.archive_file, args.input_file, args.output_dir, args.high, args.cuda_device,
-            args.difficulty_file))
+            args.difficulty_file, args.batch_size))
         return subparser
 
 
 def difficulty(archive_file: str, input_file: str, output_dir: str, high: float = 0.9,
-               cuda_device: int = -1, difficulty_file: str | None = None) -> dict:
+               cuda_device: int = -1, difficulty_file: str | None = None, batch_size: int = 64) -> dict:
     check_inputs(archive_file, input_file, cuda_device)
     check_output_dir(output_dir, "--output-dir")
     easy_labels = None
@@ -67,7 +69,7 @@ def difficulty(archive_file: str, input_file: str, output_dir: str, high: float 
     model = archive.model
     classification_only(model, "allennlp difficulty (confidence, labels and F1)")
     instances = read_labelled(archive, input_file)
-    logits, gold = exit_logits(model, tensor_batches(instances, archive, 64, device_of(cuda_device)))
+    logits, gold = exit_logits(model, tensor_batches(instances, archive, batch_size, device_of(cuda_device)))
     probs = torch.softmax(logits / model.core.temperatures.cpu()[:, None, None], dim=-1).numpy()
     lengths = np.array([len(instance["tokens"]) for instance in instances])
     tables = difficulty_tables(probs, gold.numpy(), lengths, high)
