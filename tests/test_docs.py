@@ -11,8 +11,9 @@ as written where that is fast and needs only shipped data; otherwise as a tiny v
 - `allennlp evaluate / predict / calibrate / cascade / difficulty`: as written, in this process;
   `allennlp sweep` too, timing 20 instances once (`--timing-instances 20 --repeats 1` appended);
 - `allennlp serve`: its app, in this process, which the page's `curl` lines then call;
-- `allennlp score` (it starts a Ray cluster; tests/test_score.py runs it): its arguments parsed by its
-  own parser (every option exists, every value has its type), `--help` shown;
+- `allennlp score` (it starts a Ray cluster; tests/test_score.py runs it) and any `allennlp ... --help`:
+  its arguments parsed by the subcommand's own parser (every option exists, every value has its type),
+  `--help` shown;
 - `make TARGET`: `make -n TARGET` (the target exists and its recipe expands);
 - a benchmark script: its `--help`; `echo`, `printf`, `cat`, `mkdir`, `ls`: as written, by bash.
 
@@ -107,6 +108,8 @@ def kind_of(command: Command) -> str | None:
     if program == "make" and len(argv) == 2:
         return "make"
     if program == "allennlp" and len(argv) > 1:
+        if "--help" in argv or "-h" in argv:
+            return "parsed"
         if argv[1] in ("train", "difficulty-labels", "sweep"):
             return "tiny-" + argv[1]
         if argv[1] in ALLENNLP_AS_WRITTEN:

@@ -101,7 +101,7 @@ def test_each_regression_policy_gives_the_same_exits_at_batch_1_and_32(stsb_run,
         assert [row["exit_index"] for row in one] == expected == [row["exit_index"] for row in many], spec
         assert len(set(expected)) >= 2, f"{spec} sends every pair to one exit"
         assert [row["score"] for row in one] == pytest.approx([row["score"] for row in many], abs=1e-5)
-        assert set(one[0]) == {"score", "exit_layer", "exit_index", "certainty"}
+        assert set(one[0]) == {"score", "exit_layer", "exit_index", "certainty", "truncated"}
     output = tmp_path / "metrics.json"
     allennlp(
         "evaluate",
