@@ -121,7 +121,7 @@ def report(results: dict, out: Path, command: str) -> None:
     pooled = results["pooled"]
     base = pooled["none"]["p99_ms"]
     lines = [
-        "# A normal client's latency while another attacks the server (AG News, this machine)",
+        f"# A normal client's latency while another attacks the server ({results['texts']}, this machine)",
         "",
         f"Model: `{results['archive']}` at threshold {results['threshold']}; `allennlp serve` with its "
         f"defaults. Victim: seeded Poisson arrivals at {results['rate']:.1f}/s ({results['load']:g} x the "
@@ -181,6 +181,7 @@ def main() -> None:
     server = serve_load.Server(archive, "continuous", threshold, 32, [])
     results = {
         "archive": str(archive),
+        "texts": "AG News texts" if args.texts is None else f"the texts of `{args.texts}`",
         "threshold": threshold,
         "seconds": args.seconds,
         "repeats": args.repeats,
