@@ -411,26 +411,28 @@ def report(summaries: dict[str, dict], work: Path, out: Path, args: argparse.Nam
                     + " | ".join(cells)
                     + f" | {got['last_exit_minus_standard'] * 100:+.2f} points |"
                 )
-        lines += [
-            "",
-            "At the measured time (batch 1) of each efficient baseline, sledge's most accurate setting that "
-            "is as fast:",
-            "",
-            f"| backend, precision | baseline | its {metric} | sledge, as fast | sledge above? |",
-            "|---|---|---|---|---|",
-        ]
-        for combination, entry in summary["combinations"].items():
-            for row in entry["efficient"]:
-                best = row["sledge_best_as_fast"]
-                verdict = (
-                    "no setting as fast | no |"
-                    if best is None
-                    else (
-                        f"{best[metric]:.4f} (threshold {best['threshold']:g}) | "
-                        f"{'yes' if best[metric] > row[metric] else 'no'} |"
+        if any(entry["efficient"] for entry in summary["combinations"].values()):
+            lines += [
+                "",
+                "At the measured time (batch 1) of each efficient baseline, sledge's most accurate setting "
+                "that "
+                "is as fast:",
+                "",
+                f"| backend, precision | baseline | its {metric} | sledge, as fast | sledge above? |",
+                "|---|---|---|---|---|",
+            ]
+            for combination, entry in summary["combinations"].items():
+                for row in entry["efficient"]:
+                    best = row["sledge_best_as_fast"]
+                    verdict = (
+                        "no setting as fast | no |"
+                        if best is None
+                        else (
+                            f"{best[metric]:.4f} (threshold {best['threshold']:g}) | "
+                            f"{'yes' if best[metric] > row[metric] else 'no'} |"
+                        )
                     )
-                )
-                lines.append(f"| {combination} | {row['name']} | {row[metric]:.4f} | {verdict}")
+                    lines.append(f"| {combination} | {row['name']} | {row[metric]:.4f} | {verdict}")
         oracle = summary.get("oracle")
         if oracle:
             lines += [
