@@ -33,9 +33,9 @@ class Calibrate(Subcommand):
             "development data (LBFGS), print each exit's NLL and ECE (15 bins) before and after, and "
             "write a NEW archive with the temperatures in its weights (the input archive is left as it "
             "is). A temperature divides its exit's logits: each exit's own prediction (argmax) stays the "
-            "same, its confidences change, and with them the exit an early-exit run may leave at. The archive "
-            "also gets the largest input each linear layer saw (int8_scales.json), the static activation "
-            "scales of model.quantize 'int8-static'."
+            "same, its confidences change, and with them the exit an early-exit run may leave at. The "
+            "archive also gets the largest input each linear layer saw (int8_scales.json), the static "
+            "activation scales of model.quantize 'int8-static'."
         )
         subparser = parser.add_parser(self.name, description=description, help="Calibrate a sledge model.")
         subparser.add_argument(
