@@ -38,6 +38,7 @@ import argparse
 import json
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,15 @@ def build_tiny_backbone(directory: Path, family: str = "bert", num_layers: int =
 def build_tiny_bert(directory: Path, num_layers: int = 4, seed: int = 0) -> Path:
     """`build_tiny_backbone` of a BERT with `num_layers` layers."""
     return build_tiny_backbone(directory, "bert", num_layers, seed)
+
+
+@pytest.fixture
+def temp_dir(tmp_path, monkeypatch) -> Path:
+    """A private temporary folder for this test: what extraction leaves behind can be seen in it."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

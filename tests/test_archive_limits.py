@@ -24,15 +24,6 @@ from sledge.patches import ORIGINALS
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def temp_dir(tmp_path, monkeypatch) -> Path:
-    """A private temporary folder for this test: what extraction leaves behind can be seen in it."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
 def zeros_archive(path: Path, members: dict[str, int], first: dict[str, bytes] | None = None) -> Path:
     """
     A .tar.gz whose members (name -> size) are zeros, written in an instant whatever their size: the gzip

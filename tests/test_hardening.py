@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,15 +29,6 @@ SENTENCES = [{"sentence": line.split(" ", 1)[1]} for line in TEST.read_text().sp
 @pytest.fixture(autouse=True)
 def in_root(monkeypatch):
     monkeypatch.chdir(ROOT)  # AllenNLP finds the plugin subcommands through ./.allennlp_plugins
-
-
-@pytest.fixture
-def temp_dir(tmp_path, monkeypatch) -> Path:
-    """A private temporary folder for this test: what extraction leaves behind can be seen in it."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 def write_lines(path: Path, lines: list) -> Path:
