@@ -141,15 +141,15 @@ def check_cuda(device: int | list | None, option: str = "--cuda-device") -> None
 
 def check_archive(
     path: str, option: str = "archive_file", overrides: str | dict | None = None
-) -> dict | None:
+) -> None:
     """
     Before a model is loaded: `path` is an archive (or a training run's serialization folder) with a
-    readable `config.json` whose model type is registered; returns that config (with `overrides`), or
-    None for an archive that can be read only once (a pipe): the loader checks it as it extracts it.
+    readable `config.json` whose model type (after `overrides`) is registered. An archive that can be
+    read only once (a pipe) is left to the loader, which checks it as it extracts it.
     """
     check_input_path(path, option)
     if not os.path.isdir(path) and not Path(path).is_file():
-        return None
+        return
     if os.path.isdir(path) and not Path(path, "config.json").is_file():
         raise SledgeError(
             f"{option}: {path} is a folder without config.json; give a model.tar.gz, or the serialization "
@@ -170,7 +170,6 @@ def check_archive(
             "registers 'sledge' and 'sledge_cascade'; a model of another package needs --include-package "
             "with that package)"
         ) from None
-    return config
 
 
 def check_training_config(config_file: str, overrides: str | dict = "") -> None:
