@@ -19,7 +19,12 @@ times, with the same arrival sequences in every phase of a repeat; p50 / p99 are
 The report gives each attack's p99 over the `none` p99 (the target: at most 2), what the attacker got
 (statuses), and the server's resident memory after each phase. Writes results.json and report.md to --out.
 
-    .venv/bin/python benchmarks/serve_hostile.py [--seconds 20] [--repeats 3] [--load 0.25]
+On one machine the attacker's own work (writing 50 MB bodies as fast as the kernel takes them) competes
+for the cores with the server, which a remote attacker's would not. `--pin` separates the two: the
+server gets core 0 alone (one torch thread), the victim's load generator and the attacker share the
+other cores, in every phase; what is left is what the attacks cost the server itself.
+
+    .venv/bin/python benchmarks/serve_hostile.py [--seconds 20] [--repeats 3] [--load 0.25] [--pin]
         [--attacks body chunked instances largest] [--archive A --threshold T --texts FILE]
 """
 
@@ -40,6 +45,11 @@ from serve_load import ms, percentile  # noqa: E402
 
 ROOT = bench.ROOT
 ATTACKS = ["body", "chunked", "instances", "largest"]
+LAYOUTS = {
+    False: "The attacker runs in another process on the same cores as the server.",
+    True: "Pinned (`--pin`): the server alone on core 0 with one torch thread; the victim's load generator "
+    "and the attacker on the other cores.",
+}
 BODY_BYTES = 50_000_000
 
 
@@ -126,7 +136,7 @@ def report(results: dict, out: Path, command: str) -> None:
         f"Model: `{results['archive']}` at threshold {results['threshold']}; `allennlp serve` with its "
         f"defaults. Victim: seeded Poisson arrivals at {results['rate']:.1f}/s ({results['load']:g} x the "
         f"server's saturation, {results['saturation']:.1f}/s), {results['seconds']:g} s per phase, "
-        f"{results['repeats']} repeats, pooled. The attacker runs in another process on the same cores.",
+        f"{results['repeats']} repeats, pooled. {LAYOUTS[results['pinned']]}",
         "",
         f"Reproduce: `{command}`",
         "",
@@ -165,6 +175,7 @@ def main() -> None:
     parser.add_argument("--archive", default=None, help="default: serve_load.py's sledge model")
     parser.add_argument("--threshold", type=float, default=None, help="with --archive")
     parser.add_argument("--texts", default=None, help="with --archive: a file of texts, one a line")
+    parser.add_argument("--pin", action="store_true", help="the server alone on core 0 (see above)")
     parser.add_argument("--out", default="benchmarks/results/serving/hostile")
     args = parser.parse_args()
     os.chdir(ROOT)
@@ -178,7 +189,14 @@ def main() -> None:
         archive, threshold = Path(args.archive), args.threshold
         lines = Path(args.texts).read_text(encoding="utf-8").splitlines()
         pool = [line.strip() for line in lines if line.strip()]
-    server = serve_load.Server(archive, "continuous", threshold, 32, [])
+    server_cpus = None
+    if args.pin:
+        others = os.sched_getaffinity(0) - {0}
+        if not others:
+            raise SystemExit("--pin needs at least two cores")
+        server_cpus = {0}
+        os.sched_setaffinity(0, others)  # this process (the victim's generator) and the attacker it starts
+    server = serve_load.Server(archive, "continuous", threshold, 32, [], server_cpus)
     results = {
         "archive": str(archive),
         "texts": "AG News texts" if args.texts is None else f"the texts of `{args.texts}`",
@@ -186,6 +204,7 @@ def main() -> None:
         "seconds": args.seconds,
         "repeats": args.repeats,
         "load": args.load,
+        "pinned": args.pin,
         "runs": [],
     }
     try:

@@ -88,8 +88,15 @@ def free_port() -> int:
 
 class Server:
     def __init__(
-        self, archive: Path, scheduler: str, threshold: float | None, batch_size: int, options: list[str]
+        self,
+        archive: Path,
+        scheduler: str,
+        threshold: float | None,
+        batch_size: int,
+        options: list[str],
+        cpus: set[int] | None = None,
     ) -> None:
+        """`cpus`: the cores the server may use (by default all), and as many torch threads."""
         self.port = free_port()
         command = [
             str(bench.BIN / "allennlp"),
@@ -107,8 +114,12 @@ class Server:
         ]
         if threshold is not None:
             command += ["--confidence-threshold", str(threshold)]
+        env = dict(os.environ)
+        if cpus is not None:
+            command = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
+            env["OMP_NUM_THREADS"] = str(len(cpus))
         self.log = open(f"/tmp/sledge-serve-{self.port}.log", "w")
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(1200):
             try:

@@ -24,8 +24,9 @@ from sledge.serving.app import create_app
 from sledge.serving.continuous import ContinuousScheduler
 from sledge.serving.dynamic import DynamicScheduler
 from sledge.serving.engine import Engine
-from sledge.serving.limits import RequestLimits, cut_text
+from sledge.serving.limits import RequestLimits, TooManyItems, cut_text, parse_json
 from sledge.serving.metrics import ServingMetrics
+from sledge.serving.server import uvicorn_config
 
 SENTENCES = [line.split(" ", 1)[1] for line in TEST.read_text().splitlines()]
 SCHEDULERS = {"dynamic": DynamicScheduler, "continuous": ContinuousScheduler}
@@ -100,7 +101,7 @@ def live(app):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     until(lambda: server.started, "uvicorn started")
@@ -139,10 +140,10 @@ def test_a_50_mb_body_is_refused_from_its_content_length_before_a_byte_of_it_is_
             connection.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
                                b"Content-Length: 50000000\r\n\r\n")
             answer = b""
-            while b"}" not in answer:
-                answer += connection.recv(4096)
+            while piece := connection.recv(4096):  # to the end: the server closes the connection
+                answer += piece
         head, _, body = answer.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 413")
+        assert head.startswith(b"HTTP/1.1 413") and b"connection: close" in head.lower()
         assert json.loads(body)["detail"] == (
             "the body is 50,000,000 bytes; this server takes at most 1,048,576 bytes per request "
             "(--max-body-bytes)"
@@ -150,6 +151,25 @@ def test_a_50_mb_body_is_refused_from_its_content_length_before_a_byte_of_it_is_
         metrics = httpx.get(f"{url}/metrics").text
         assert sample(metrics, 'sledge_refused_total{limit="body_bytes"}') == 1
         assert sample(metrics, 'sledge_requests_total{status="413"}') == 1
+        assert httpx.post(f"{url}/predict", json={"sentence": "good"}).status_code == 200
+
+
+def test_an_endless_header_is_cut_off_and_the_server_goes_on(archive):
+    """One header that never ends (an HTTP parser without a bound keeps all of it): the server closes
+    the connection once what the kernel's socket buffers hold has been sent (a few MiB), and answers
+    the next client."""
+    with live(app_of(archive)) as (_, port, _):
+        url = f"http://127.0.0.1:{port}"
+        until(lambda: httpx.get(f"{url}/health").status_code == 200, "the model loaded")
+        sent = 0
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.settimeout(WAIT)
+            connection.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nX-Long: ")
+            with pytest.raises(OSError):  # reset by the server, or (once it stopped reading) timed out
+                while sent < 64 << 20:
+                    connection.sendall(b"a" * (64 << 10))
+                    sent += 64 << 10
+        assert sent <= 16 << 20
         assert httpx.post(f"{url}/predict", json={"sentence": "good"}).status_code == 200
 
 
@@ -202,7 +222,7 @@ def test_20000_instances_are_refused_before_any_is_tokenized(archive, monkeypatc
         response = client.post("/predict", json=[{"sentence": "good"}] * 20_000)
         assert response.status_code == 413 and tokenized == []
         assert response.json()["detail"] == (
-            "the request holds 20,000 instances; this server takes at most 256 per request "
+            "the request holds more than 256 instances; this server takes at most 256 per request "
             "(--max-instances): send them in several requests"
         )
         assert len(client.post("/predict", json=[{"sentence": "good"}] * 256).json()) == 256
@@ -281,6 +301,35 @@ def test_a_cut_keeps_whole_words_and_the_reader_s_first_tokens(archive):
         assert ids[:-1] == reader.tokenizer(text)["input_ids"][: len(ids) - 1]
     assert cut_text("x" * 500, 300) == "x" * 300  # no space to cut at
     assert cut_text("short", 300) == "short"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['[{"sentence": "a"}, {"sentence": "b"}]', ' [ ] ', '[1,2,3]', '{"sentence": "[x]"}', '"x"', "7",
+     '[["a", "]"], {"b": [1, 2]}]', '\t[ "\\ud800" ]\n', '[1 2]', '[1,]', '[1] x', '[', '[1', '[,1]', '',
+     ' [1, 2] ]', "[{'a': 1}]"],
+)
+def test_the_body_parser_reads_what_json_loads_reads(text):
+    """`parse_json` against `json.loads` itself: the same value, or a ValueError for the same input."""
+    for body in (text.encode("utf-8"), text.encode("utf-16")):
+        try:
+            expected = json.loads(body)
+        except ValueError:
+            with pytest.raises(ValueError):
+                parse_json(body, 256)
+        else:
+            assert parse_json(body, 256) == expected
+
+
+def test_the_body_parser_stops_one_item_past_the_limit():
+    """Three items of a list pass a limit of 3; the 4th is refused before it is parsed (it is not valid
+    JSON, which would otherwise be the error), and an object is never counted."""
+    assert parse_json(b'[1, {"a": [2]}, 3]', 3) == [1, {"a": [2]}, 3]
+    with pytest.raises(TooManyItems):
+        parse_json(b"[1, 2, 3, not json", 3)
+    assert parse_json(b'{"a": 1, "b": 2, "c": 3, "d": 4}', 3) == {"a": 1, "b": 2, "c": 3, "d": 4}
+    with pytest.raises(RecursionError):
+        parse_json(b"[" * 100_000, 3)
 
 
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))

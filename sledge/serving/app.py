@@ -11,7 +11,6 @@ not yet run. Every answer, refusals and failures included, is counted in /metric
 """
 
 import asyncio
-import json
 import queue
 import threading
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from starlette.requests import ClientDisconnect
 
 from sledge.errors import InvalidTextError, SledgeError
 from sledge.serving.engine import Encoded, Engine
-from sledge.serving.limits import RequestLimits, cut_text, too_deep
+from sledge.serving.limits import RequestLimits, TooManyItems, cut_text, parse_json, too_deep
 from sledge.serving.metrics import ServingMetrics
 from sledge.serving.scheduler import Job, Scheduler, now
 
@@ -181,8 +180,8 @@ def create_app(
     async def read_body(request: Request, deadline: float) -> bytes | Response:
         """The body, or the answer to a body over `max_body_bytes` (413) or not complete in time (408)."""
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limits.max_body_bytes:
-            return too_large(f"{int(declared):,} bytes")
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:  # closed: the rest is never read
+            return too_large(f"{int(declared):,} bytes", close=True)
         chunks, size = [], 0
         try:
             async with asyncio.timeout(max(deadline - now(), 0.0)):
@@ -202,19 +201,20 @@ def create_app(
         engine: Engine, metrics: ServingMetrics, body: bytes, confidence_threshold: float | None
     ) -> tuple[Job, bool] | Response:
         """The request's job (and whether it was one instance), or the answer that refuses it."""
-        try:
-            parsed = json.loads(body)
+        try:  # a list is read up to one instance past the limit, no further
+            parsed = parse_json(body, limits.max_instances)
         except RecursionError:
             return too_deep_answer()
+        except TooManyItems:
+            return refused(
+                413, "instances", f"the request holds more than {limits.max_instances:,} instances; this "
+                f"server takes at most {limits.max_instances:,} per request (--max-instances): send them in "
+                "several requests"
+            )
         except (ValueError, UnicodeDecodeError) as problem:
             return error(400, f"the body is not valid JSON ({problem})")
         single = isinstance(parsed, dict)
         instances = [parsed] if single else parsed
-        if isinstance(instances, list) and len(instances) > limits.max_instances:  # before any walk
-            return refused(
-                413, "instances", f"the request holds {len(instances):,} instances; this server takes at "
-                f"most {limits.max_instances:,} per request (--max-instances): send them in several requests"
-            )
         if too_deep(parsed, limits.max_json_depth):
             return too_deep_answer()
         if not isinstance(instances, list) or not instances:

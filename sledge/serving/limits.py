@@ -1,6 +1,8 @@
 """What one request may ask of the server: each bound is an `allennlp serve` option, checked before any work
 is queued, so that one client cannot freeze the server or make it grow for the others."""
 
+import json
+import re
 from dataclasses import dataclass
 
 # A cut looks this far back for a space, so that the words kept are whole (WordPiece reads a word of more
@@ -37,6 +39,46 @@ class RequestLimits:
     max_text_chars: int = 10_000
     max_json_depth: int = 32
     timeout_s: float = 60.0
+
+
+class TooManyItems(ValueError):
+    """A JSON array with more items than allowed (its first `limit` were read, and another begins)."""
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_json(body: bytes, max_items: int) -> object:
+    """
+    The JSON value of `body` (as `json.loads` reads it, in any of the encodings it detects); but a
+    top-level array is read one item at a time, and `TooManyItems` is raised as soon as item
+    `max_items + 1` begins: a request of 20,000 instances costs the parse of 257 of them, not of all.
+    Invalid JSON raises `ValueError` (a `json.JSONDecodeError`, its position in the text), nesting too
+    deep for the parser `RecursionError`, as `json.loads` does.
+    """
+    text = body.decode(json.detect_encoding(body), "surrogatepass")
+    start = _SPACE.match(text).end()
+    if not text.startswith("[", start):
+        return json.loads(text)
+    items, position = [], _SPACE.match(text, start + 1).end()
+    if not text.startswith("]", position):
+        while True:
+            if len(items) == max_items:
+                raise TooManyItems(f"more than {max_items} items")
+            item, position = _DECODER.raw_decode(text, position)
+            items.append(item)
+            position = _SPACE.match(text, position).end()
+            if text.startswith(",", position):
+                position = _SPACE.match(text, position + 1).end()
+            elif text.startswith("]", position):
+                break
+            else:
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, position)
+    end = _SPACE.match(text, position + 1).end()
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return items
 
 
 def too_deep(value: object, limit: int) -> bool:

@@ -43,7 +43,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def run(app: FastAPI, listener: socket.socket) -> int:
     """Serve `app` on `listener` until a signal stops it; the exit status (0, or 130 after SIGINT)."""
-    server = _Server(uvicorn.Config(app, log_level="info"))
+    server = _Server(uvicorn_config(app, log_level="info"))
     app.state.stop_server = lambda: setattr(server, "should_exit", True)  # e.g. when the model fails to load
     # uvicorn stops gracefully on SIGINT or SIGTERM (a second SIGINT: at once), then hands each signal it
     # caught to the handler it found: here, one that only notes it, so that the exit is ours to make.
@@ -56,6 +56,15 @@ def run(app: FastAPI, listener: socket.socket) -> int:
     if app.state.loader.is_alive():
         exit_now(code, "the model was still loading")
     return code
+
+
+def uvicorn_config(app: FastAPI, **options) -> uvicorn.Config:
+    """
+    uvicorn's settings for `app`: h11, not httptools, because h11 bounds a request's headers (16 KiB)
+    and httptools does not (one endless header would grow the process without end); uvloop (installed
+    with sledge) runs the event loop.
+    """
+    return uvicorn.Config(app, http="h11", loop="uvloop", **options)
 
 
 class _Server(uvicorn.Server):
