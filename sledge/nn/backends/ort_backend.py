@@ -21,7 +21,10 @@ OPSET = 17
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 # How far ORT's outputs may lie from torch's on the check inputs: max |ORT - torch| <= tolerance x
 # max(1, max |torch|), for each output of each piece. int8 pieces are checked against the same int8
-# model in torch: a value on a rounding boundary may round the other way in one of them.
+# model in torch: a value on a rounding boundary may round the other way in one of them, and the
+# difference goes through every later layer of the piece, so int8's tolerance is per layer the piece
+# runs (a 12-layer piece of MPNet's standard model differed by 0.051; MiniLM's pieces of up to 5 layers
+# stay within 0.02). A graph of other weights or wiring differs by the outputs' own scale.
 TOLERANCE = {"float32": 1e-3, "int8": 2e-2}
 _NUMPY = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
@@ -361,6 +364,9 @@ class OnnxRuntimeBackend(Backend):
         except Exception as error:  # noqa: BLE001 (a graph of other shapes: it is not this piece)
             return f"fails on the check inputs: {_one_line(error)}"
         tolerance = TOLERANCE[self.precision]
+        if self.precision == "int8" and name.startswith("layers-"):
+            first, last = map(int, name.split("-")[1:])
+            tolerance *= last - first + 1
         for output, want, have in zip(outputs, expected, got):
             if tuple(want.shape) != tuple(have.shape):
                 return f"gives {output} of shape {tuple(have.shape)} where torch gives {tuple(want.shape)}"
