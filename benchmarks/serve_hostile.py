@@ -5,7 +5,8 @@ within 2x of what it is on a server with no attacker).
 One real server process (the sledge model and threshold of `serve_load.py`, the server's defaults:
 continuous batching and every request limit). The victim sends seeded Poisson arrivals of AG News texts
 at `--load` x the server's saturation throughput (measured first, closed loop), through `serve_load.py`'s
-client; meanwhile an attacker in another process sends, back to back and as fast as the server lets it:
+client; meanwhile an attacker in another process sends, back to back and as fast as the server lets
+it (or `--pace` seconds after each answer: a client sending such a request now and then, not a flood):
 
 - `body`: a 50 MB body (one sentence) with its Content-Length, sent to its end though the server
   answers 413 after the headers;
@@ -24,7 +25,7 @@ for the cores with the server, which a remote attacker's would not. `--pin` sepa
 server gets core 0 alone (one torch thread), the victim's load generator and the attacker share the
 other cores, in every phase; what is left is what the attacks cost the server itself.
 
-    .venv/bin/python benchmarks/serve_hostile.py [--seconds 20] [--repeats 3] [--load 0.25] [--pin]
+    .venv/bin/python benchmarks/serve_hostile.py [--seconds 20] [--repeats 3] [--load 0.25] [--pin] [--pace S]
         [--attacks body chunked instances largest] [--archive A --threshold T --texts FILE]
 """
 
@@ -91,25 +92,27 @@ async def attack_once(host: str, port: int, body: bytes, chunked: bool) -> int:
         writer.close()
 
 
-def attacker(url: str, kind: str, stop, statuses) -> None:
-    """Attack until `stop` is set; each status goes to the shared list `statuses`."""
+def attacker(url: str, kind: str, pace: float, stop, statuses) -> None:
+    """Attack until `stop` is set, `pace` seconds between one answer and the next request (0: back to
+    back); each status goes to the shared list `statuses`."""
     host, _, port = url.removeprefix("http://").partition(":")
     body, chunked = attack_bodies(kind)
 
     async def loop() -> None:
         while not stop.is_set():
             statuses.append(await attack_once(host, int(port), body, chunked))
+            await asyncio.sleep(pace)
 
     asyncio.run(loop())
 
 
 def phase(server: serve_load.Server, pool: list[str], rate: float, seconds: float, seed: int, kind: str,
-          manager) -> dict:
+          pace: float, manager) -> dict:
     """The victim's run at `rate` with the attacker `kind` (or none) at work meanwhile."""
     stop, statuses = manager.Event(), manager.list()
     process = None
     if kind != "none":
-        process = multiprocessing.Process(target=attacker, args=(server.url, kind, stop, statuses))
+        process = multiprocessing.Process(target=attacker, args=(server.url, kind, pace, stop, statuses))
         process.start()
     run, cores = serve_load.measured(server, serve_load.open_loop(server.url, pool, rate, seconds, seed))
     stop.set()
@@ -127,6 +130,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def paced(pace: float) -> str:
+    if not pace:
+        return "The attacker sends its requests back to back, each as soon as the last was answered."
+    return f"The attacker sends one request, then waits {pace:g} s after its answer before the next."
+
+
 def report(results: dict, out: Path, command: str) -> None:
     pooled = results["pooled"]
     base = pooled["none"]["p99_ms"]
@@ -136,7 +145,7 @@ def report(results: dict, out: Path, command: str) -> None:
         f"Model: `{results['archive']}` at threshold {results['threshold']}; `allennlp serve` with its "
         f"defaults. Victim: seeded Poisson arrivals at {results['rate']:.1f}/s ({results['load']:g} x the "
         f"server's saturation, {results['saturation']:.1f}/s), {results['seconds']:g} s per phase, "
-        f"{results['repeats']} repeats, pooled. {LAYOUTS[results['pinned']]}",
+        f"{results['repeats']} repeats, pooled. {LAYOUTS[results['pinned']]} {paced(results['pace'])}",
         "",
         f"Reproduce: `{command}`",
         "",
@@ -176,6 +185,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None, help="with --archive")
     parser.add_argument("--texts", default=None, help="with --archive: a file of texts, one a line")
     parser.add_argument("--pin", action="store_true", help="the server alone on core 0 (see above)")
+    parser.add_argument("--pace", type=float, default=0.0, help="seconds the attacker waits between requests")
     parser.add_argument("--out", default="benchmarks/results/serving/hostile")
     args = parser.parse_args()
     os.chdir(ROOT)
@@ -205,6 +215,7 @@ def main() -> None:
         "repeats": args.repeats,
         "load": args.load,
         "pinned": args.pin,
+        "pace": args.pace,
         "runs": [],
     }
     try:
@@ -213,7 +224,7 @@ def main() -> None:
         with multiprocessing.Manager() as manager:
             for repeat in range(args.repeats):
                 for kind in ["none", *args.attacks]:
-                    run = phase(server, pool, results["rate"], args.seconds, repeat, kind, manager)
+                    run = phase(server, pool, results["rate"], args.seconds, repeat, kind, args.pace, manager)
                     run["repeat"] = repeat
                     shown = {key: value for key, value in run.items() if key != "latencies_ms"}
                     print(kind, json.dumps(shown), flush=True)
