@@ -23,6 +23,7 @@ over the seeds and the targets checked.
 
     .venv/bin/python benchmarks/backends.py [--datasets sst2 agnews] [--report-only]
     .venv/bin/python benchmarks/backends.py --accuracy-only     # steps 1, 3, 4: no timing (a busy machine)
+    .venv/bin/python benchmarks/backends.py --sweep-only        # then step 2 alone, on a quiet machine
 
 `--train-overrides`, `--data` and `--limit` run the whole pipeline at a tiny scale (see benchmarks/README).
 """
@@ -365,6 +366,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timing-instances", type=int, default=300)
     parser.add_argument("--accuracy-only", action="store_true", help="no sweep (no timing): steps 1, 3, 4")
+    parser.add_argument("--sweep-only", action="store_true", help="step 2 only, after an --accuracy-only run")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument(
@@ -387,6 +389,8 @@ def main() -> None:
             models = train_and_calibrate(dataset, files, work / dataset, target, args)
             if not args.accuracy_only:
                 sweep(dataset, files, models, target, args)
+            if args.sweep_only:
+                continue
             results = {
                 "invariance": invariance(models, files["eval"], args.limit),
                 "int8_options": int8_options(models, files["eval"], args.limit),

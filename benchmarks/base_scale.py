@@ -157,6 +157,8 @@ def sweep(dataset: str, data: dict, work: Path, out: Path, args: argparse.Namesp
         if not name.startswith("sledge")
     ]
     also = [f"--also={name}={model}" for name, model in models[1:]]
+    if "onnxruntime" in args.backend and "int8" in args.precision and "standard" in trained:
+        also.append("--reference-line=standard onnxruntime int8")  # what a user would run instead
     bench.run(
         [
             allennlp,

@@ -381,12 +381,28 @@ def test_a_single_exit_int8_model_runs_on_onnxruntime_and_a_graph_ort_cannot_loa
 
 @NEEDS_ORT
 def test_a_graph_that_does_not_match_torch_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(ort_backend.TOLERANCE, "float32", -1.0)  # nothing can match now
+    monkeypatch.setattr(ort_backend, "TOLERANCE", -1.0)  # nothing can match now
     with pytest.raises(SledgeError) as error:
         use_backend(tiny_model("bert"), "onnxruntime", cache_dir=str(tmp_path))
     message = str(error.value)
     assert "\n" not in message and message.startswith("onnxruntime backend: piece embed (")
     assert "embed.onnx) differs from torch on the check inputs: max |hidden difference|" in message
+
+
+@NEEDS_ORT
+@pytest.mark.parametrize("int8", [False, True])
+def test_the_check_tells_another_model_s_graph_from_the_model_s_own(tmp_path, int8):
+    """Each piece's graph passes its own model's check; the graph of the same architecture with other
+    weights fails it, in fp32 (max rule) and in int8 (median rule), on every piece."""
+    models = [tiny_model("mpnet", seed) for seed in (0, 1)]
+    if int8:
+        models = [quantize_int8_rows(model) for model in models]
+    own, other = (backend_of(use_backend(model, "onnxruntime", cache_dir=str(tmp_path / str(i))))
+                  for i, model in enumerate(models))
+    assert own.precision == ("int8" if int8 else "float32")
+    for name, session in own.sessions.items():
+        assert own._check(name, session) == ""
+        assert "differs from torch on the check inputs" in other._check(name, session), name
 
 
 def test_bad_backend_settings_are_clear_errors():

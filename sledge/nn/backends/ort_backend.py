@@ -19,13 +19,14 @@ from sledge.nn.backends.base import Backend
 EXPORT_VERSION = 1  # part of every cache key: raise it when what is exported changes
 OPSET = 17
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
-# How far ORT's outputs may lie from torch's on the check inputs: max |ORT - torch| <= tolerance x
-# max(1, max |torch|), for each output of each piece. int8 pieces are checked against the same int8
-# model in torch: a value on a rounding boundary may round the other way in one of them, and the
-# difference goes through every later layer of the piece, so int8's tolerance is per layer the piece
-# runs (a 12-layer piece of MPNet's standard model differed by 0.051; MiniLM's pieces of up to 5 layers
-# stay within 0.02). A graph of other weights or wiring differs by the outputs' own scale.
-TOLERANCE = {"float32": 1e-3, "int8": 2e-2}
+# How far ORT's outputs may lie from torch's on the check inputs, for each output of each piece, with
+# scale = max(1, max |torch|): fp32, max |ORT - torch| <= TOLERANCE x scale. int8 pieces are checked
+# against the same int8 model in torch, where a value on a rounding boundary may round the other way in
+# one of them, and the difference spreads through the rest of its row in the later layers (MPNet's
+# 4-layer piece: one token 2.4 off where the outputs reach 4.16, the median element 5e-7 off); so for
+# int8 the median |ORT - torch| must be within TOLERANCE x scale and the max within the scale itself. A
+# graph of other weights or wiring differs by the outputs' own scale nearly everywhere.
+TOLERANCE = 1e-3
 _NUMPY = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
@@ -363,19 +364,25 @@ class OnnxRuntimeBackend(Backend):
             got = self._call(session, feeds)
         except Exception as error:  # noqa: BLE001 (a graph of other shapes: it is not this piece)
             return f"fails on the check inputs: {_one_line(error)}"
-        tolerance = TOLERANCE[self.precision]
-        if self.precision == "int8" and name.startswith("layers-"):
-            first, last = map(int, name.split("-")[1:])
-            tolerance *= last - first + 1
         for output, want, have in zip(outputs, expected, got):
             if tuple(want.shape) != tuple(have.shape):
                 return f"gives {output} of shape {tuple(have.shape)} where torch gives {tuple(want.shape)}"
             scale = max(1.0, float(want.abs().max()))
-            difference = float((want.float() - have.float()).abs().max())
-            if difference > tolerance * scale:
+            differences = (want.float() - have.float()).abs()
+            largest = float(differences.max())
+            if self.precision == "int8":
+                typical = float(differences.median())
+                if typical > TOLERANCE * scale:
+                    return (
+                        f"differs from torch on the check inputs: median |{output} difference| {typical:.3g} "
+                        f"> {TOLERANCE:g} x {scale:.3g}"
+                    )
+                if largest > scale:
+                    return f"differs from torch on the check inputs: max |{output} difference| {largest:.3g} > {scale:.3g}"
+            elif largest > TOLERANCE * scale:
                 return (
-                    f"differs from torch on the check inputs: max |{output} difference| {difference:.3g} > "
-                    f"{tolerance:g} x {scale:.3g}"
+                    f"differs from torch on the check inputs: max |{output} difference| {largest:.3g} > "
+                    f"{TOLERANCE:g} x {scale:.3g}"
                 )
         return ""
 
