@@ -378,7 +378,10 @@ class OnnxRuntimeBackend(Backend):
                         f"> {TOLERANCE:g} x {scale:.3g}"
                     )
                 if largest > scale:
-                    return f"differs from torch on the check inputs: max |{output} difference| {largest:.3g} > {scale:.3g}"
+                    return (
+                        f"differs from torch on the check inputs: max |{output} difference| {largest:.3g} > "
+                        f"{scale:.3g}"
+                    )
             elif largest > TOLERANCE * scale:
                 return (
                     f"differs from torch on the check inputs: max |{output} difference| {largest:.3g} > "
