@@ -353,7 +353,8 @@ def report(summaries: dict[str, dict], work: Path, out: Path, args: argparse.Nam
         f"Machine: {bench.machine()}.",
         "",
         "Every figure below was measured by `.venv/bin/python benchmarks/base_scale.py --datasets "
-        f"{' '.join(summaries)} --timing-instances {args.timing_instances} --repeats {args.repeats}` "
+        f"{' '.join(summaries)} --sweep-only --backend {' '.join(args.backend)} --precision "
+        f"{' '.join(args.precision)} --timing-instances {args.timing_instances} --repeats {args.repeats}` "
         "(models trained before with `--train-only`); times are medians over the repeats after a warm-up, "
         "at batch 1 and batch 32, on a seeded sample of the evaluation set, every model interleaved in "
         "one sweep; accuracy on the whole evaluation set.",
@@ -367,7 +368,8 @@ def report(summaries: dict[str, dict], work: Path, out: Path, args: argparse.Nam
             "",
             SPEC_NOTES[dataset],
             "",
-            f"{summary['instances']} evaluation instances, {summary['timed_instances']} timed.",
+            f"{summary['instances']} evaluation instances, {summary['timed_instances']} timed. Seeds trained "
+            f"so far: {1 + sum(name.startswith('sledge-seed') for name in trained)} (the models below).",
             "",
             "| model | test " + metric + " by exit | training (s) |",
             "|---|---|---|",
