@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TEST, allennlp
+from sledge.commands.checks import check_training_config
 from sledge.dataset_readers import JsonlReader
 from sledge.errors import InvalidTextError, SledgeError, text_problem
 from sledge.models.sledge_classifier import SledgeClassifier
@@ -81,6 +82,26 @@ def test_the_reader_and_the_predictor_check_both_texts_of_a_pair(tiny_bert, tmp_
     with pytest.raises(InvalidTextError, match="key 'hypothesis' holds a lone surrogate"):
         predictor.check_json({"premise": "a", "hypothesis": "b \ud800"})
     assert predictor.check_json({"premise": "a", "hypothesis": "b 😀"}) == ("a", "b 😀")
+
+
+def test_a_training_file_of_one_label_is_refused_before_training(tmp_path):
+    """SST-2 lines all labelled 1 (as a slice of a sorted file would be): refused by name before anything
+    is built, where training used to go on (the vocabulary took both labels from the validation data)
+    and gave a model that says 1 whatever the input; the same file with one line of the other label
+    passes the check."""
+    positive = [line for line in TEST.read_text().splitlines() if line.startswith("1 ")][:20]
+    data = tmp_path / "train.txt"
+    data.write_text("\n".join(positive) + "\n")
+    overrides = {"train_data_path": str(data), "validation_data_path": str(TEST)}
+    with pytest.raises(SledgeError) as error:
+        check_training_config("training_config/sst2_minilm.jsonnet", json.dumps(overrides))
+    assert str(error.value) == (
+        f"train_data_path {data}: every instance has the label '1'; a classifier needs at least two labels "
+        "to learn from (is it the right file, or a slice of a sorted one?)"
+    )
+    negative = next(line for line in TEST.read_text().splitlines() if line.startswith("0 "))
+    data.write_text("\n".join([*positive, negative]) + "\n")
+    check_training_config("training_config/sst2_minilm.jsonnet", json.dumps(overrides))
 
 
 @pytest.mark.parametrize("problem", ["empty", "missing"])

@@ -202,6 +202,23 @@ def check_training_config(config_file: str, overrides: str | dict = "") -> None:
         path = params.get(key)
         if isinstance(path, str) and not is_url(path):
             _check_data_path(path, key, config_file, reader, defaults.get(key))
+    train = params.get("train_data_path")
+    if isinstance(train, str) and not is_url(train):
+        _check_training_labels(train, params.get("dataset_reader") or {})
+
+
+def _check_training_labels(path: str, reader_params: dict) -> None:
+    """A classifier's local training data holds at least two labels (one label is a wrong file, or a
+    slice of a sorted one: training would go on and learn to say that label whatever the input)."""
+    reader = DatasetReader.from_params(Params(json.loads(json.dumps(reader_params))))
+    if getattr(reader, "regression", True) or not hasattr(reader, "examples"):
+        return
+    labels = {str(example.label) for example in reader.examples(path) if example.label is not None}
+    if len(labels) == 1:
+        raise SledgeError(
+            f"train_data_path {path}: every instance has the label {labels.pop()!r}; a classifier needs "
+            "at least two labels to learn from (is it the right file, or a slice of a sorted one?)"
+        )
 
 
 def _offline_hint(config_file: str) -> str:
