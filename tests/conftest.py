@@ -333,6 +333,25 @@ def alone(model, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor | No
     return torch.stack(logits, dim=1), (torch.stack(certainties, dim=1) if certainties else None)
 
 
+@torch.no_grad()
+def assert_as_alone(batched, model, ids: torch.Tensor, mask: torch.Tensor, types: torch.Tensor | None = None,
+                    **options) -> None:
+    """`batched` (`early_exit`'s output on these rows) is what each row gives run alone (batch 1, its
+    padding cut) with the same `options`: the same exit, and the same logits, probabilities and LTE
+    certainty wherever the output has them."""
+    from sledge.nn import early_exit
+
+    for row in range(len(ids)):
+        n = int(mask[row].sum())
+        one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n],
+                         None if types is None else types[row : row + 1, :n], **options)
+        assert int(one.exit_index) == int(batched.exit_index[row]), f"row {row}"
+        for field in ("logits", "probs", "certainty"):
+            if getattr(batched, field) is not None:
+                torch.testing.assert_close(getattr(one, field)[0], getattr(batched, field)[row], atol=1e-5,
+                                           rtol=1e-4)
+
+
 def observed(values: torch.Tensor, shares=(0.25, 0.5, 0.75),
     among: torch.Tensor | None = None) -> list[float]:
     """

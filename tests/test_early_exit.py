@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import SWEEP_GRID, alone, mixed_batch, observed, tiny_multi_exit
+from conftest import SWEEP_GRID, alone, assert_as_alone, mixed_batch, observed, tiny_multi_exit
 from sledge.nn import (
     MultiExitClassifier,
     check_threshold,
@@ -63,13 +63,7 @@ def test_batched_predictions_and_exits_equal_batch_1_and_the_rule(model):
         batched = early_exit(model, ids, mask, types, threshold=threshold)
         assert batched.exit_index.tolist() == first_confident(confidences, threshold), threshold
         split += len(set(batched.exit_index.tolist())) >= 2
-        for row in range(len(ids)):
-            n = int(mask[row].sum())
-            one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], types[row : row + 1, :n],
-                             threshold=threshold)
-            assert int(one.exit_index) == int(batched.exit_index[row])
-            torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
-            torch.testing.assert_close(one.probs[0], batched.probs[row], atol=1e-5, rtol=1e-4)
+        assert_as_alone(batched, model, ids, mask, types, threshold=threshold)
         # the outputs are the exit's own: its logits from the full pass, softmax(logits / its temperature)
         taken = batched.exit_index
         expected = torch.stack([full[int(j)][row] for row, j in enumerate(taken)])

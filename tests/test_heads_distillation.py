@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import alone, mixed_batch, observed, rule_exits, statistic, tiny_multi_exit
+from conftest import alone, assert_as_alone, mixed_batch, observed, rule_exits, statistic, tiny_multi_exit
 from sledge.nn import (
     EXIT_HEADS,
     ConfidencePolicy,
@@ -93,13 +93,7 @@ def test_each_head_type_gives_the_same_exits_batched_and_at_batch_1(head):
             assert rule_exits(setting, alone_logits, model.temperatures, alone_certainties) == expected
             assert len(set(expected)) >= 2, f"{setting!r} sends every row to one exit"
             torch.testing.assert_close(batched.logits, logits[batched.exit_index, rows], atol=1e-5, rtol=1e-4)
-            for row in range(len(ids)):
-                n = int(mask[row].sum())
-                one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n],
-                    types[row : row + 1, :n],
-                                 policy=setting)
-                assert int(one.exit_index) == int(batched.exit_index[row])
-                torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
+            assert_as_alone(batched, model, ids, mask, types, policy=setting)
 
 
 def test_the_attention_head_reads_only_real_tokens():

@@ -6,7 +6,16 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import SWEEP_GRID, alone, mixed_batch, observed, rule_exits, statistic, tiny_multi_exit
+from conftest import (
+    SWEEP_GRID,
+    alone,
+    assert_as_alone,
+    mixed_batch,
+    observed,
+    rule_exits,
+    statistic,
+    tiny_multi_exit,
+)
 from sledge.errors import SledgeError
 from sledge.models.correlation import Correlation
 from sledge.nn import (
@@ -221,14 +230,7 @@ def test_batched_exits_equal_batch_1_the_simulation_and_the_rule(kind, regressio
     for value in settings[-3:]:
         setting = policy.with_setting(value)
         batched = early_exit(model, ids, mask, types, policy=setting)
-        for row in range(len(ids)):
-            n = int(mask[row].sum())
-            one = early_exit(model, ids[row : row + 1, :n], mask[row : row + 1, :n], types[row : row + 1, :n],
-                             policy=setting)
-            assert int(one.exit_index) == int(batched.exit_index[row])
-            torch.testing.assert_close(one.logits[0], batched.logits[row], atol=1e-5, rtol=1e-4)
-            if lte:
-                torch.testing.assert_close(one.certainty[0], batched.certainty[row], atol=1e-5, rtol=1e-4)
+        assert_as_alone(batched, model, ids, mask, types, policy=setting)
 
 
 def test_a_policy_that_never_leaves_early_skips_the_earlier_exits():
