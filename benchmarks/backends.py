@@ -305,7 +305,9 @@ def report(summaries: dict[str, dict], out: Path, args: argparse.Namespace) -> N
         "",
         "Reproduce: `.venv/bin/python benchmarks/backends.py` (see its docstring). Speed-ups against the "
         "torch fp32 standard of the configs' seed (batch 1; throughput at batch 32); sledge at the "
-        "lowest threshold within 0.5 points of the mean standard accuracy over seeds.",
+        "lowest threshold within 0.5 points of the mean standard accuracy over seeds. Timings come from "
+        "the last `--sweep-only` run, accuracy and batch invariance from the last `--accuracy-only` run "
+        "(each dataset's `sweep.json` and `accuracy.json`).",
         "",
     ]
     for dataset, summary in summaries.items():

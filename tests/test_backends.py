@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import BertConfig, MPNetConfig
 
-from conftest import ROOT, SENTENCES, TEST, allennlp, predict_lines
+from conftest import ROOT, SENTENCES, TEST, allennlp, mixed_batch, predict_lines, tiny_config, tiny_multi_exit
 from sledge.errors import SledgeError
 from sledge.nn import (
     Cascade,
@@ -30,6 +30,7 @@ from sledge.nn import (
     use_backend,
 )
 from sledge.nn.backends import ort_backend
+from sledge.nn.quantize import linear_layers
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 NEEDS_ORT = pytest.mark.skipif(
@@ -201,6 +202,36 @@ def test_int8_answers_equal_batch_1_at_every_observed_statistic(backend, precisi
     assert tried == 2 * len(ids)
     assert used == {0, 1, 2}
     assert differing == 0
+
+
+def logits_differing_from_batch_1(model, ids, mask, types) -> int:
+    """How many (row, exit) logits of one batched pass are not bit for bit those of the row alone."""
+    batched = all_exits(model, ids, mask, types)[0]
+    alone = [all_exits(model, *(x[r : r + 1, : int(mask[r].sum())] for x in (ids, mask, types)))[0]
+             for r in range(len(ids))]
+    return sum(not torch.equal(batched[e][r], alone[r][e][0])
+               for r in range(len(ids)) for e in range(len(batched)))
+
+
+@pytest.mark.parametrize("head", ["linear", "attention"])
+@pytest.mark.parametrize("family", ["bert", "mpnet", "distilbert", "albert"])
+def test_torch_int8_logits_at_batch_32_are_batch_1_logits_to_the_last_bit(family, head):
+    """Every exit's logits, not only answers (int8 turns a last-bit change into a rounding step)."""
+    config = tiny_config(family, num_layers=4)
+    model = quantize_int8_rows(tiny_multi_exit(head=head, layers=(0, 1, 3), config=config))
+    assert logits_differing_from_batch_1(model, *mixed_batch(32, seed=4, config=config)) == 0
+
+
+@pytest.mark.parametrize("family", ["bert", "mpnet"])
+def test_without_row_by_row_attention_torch_int8_logits_move_with_the_batch(family):
+    """The control: the int8 linear layers alone, attention and pooling batched over the padding, and
+    the same check finds logits whose last bits moved."""
+    config = tiny_config(family, num_layers=4)
+    model = tiny_multi_exit(layers=(0, 1, 3), config=config)
+    for name, linear in linear_layers(model):
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, Int8Linear(linear))
+    assert logits_differing_from_batch_1(model, *mixed_batch(32, seed=4, config=config)) > 0
 
 
 def test_the_same_check_catches_pytorch_dynamic_int8_whose_scales_depend_on_the_batch():

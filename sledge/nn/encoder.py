@@ -203,6 +203,26 @@ class LayerwiseEncoder(nn.Module):
             return group(hidden, mask, [None] * len(group.albert_layers))[0]
         return model.encoder.layer[index](hidden, attention_mask=mask)[0]
 
+    def attention_blocks(self) -> list[tuple[nn.Module, str, tuple[str, ...] | None]]:
+        """
+        Each layer's self-attention block as (its parent module, its attribute name, the names of its
+        query, key and value projections and, where it has one, its output projection), once per module
+        (ALBERT's shared layers once): what `quantize_int8_rows` runs one row at a time. A block takes
+        the hidden states and the layer's mask as its first two arguments (DistilBERT's: `query` and
+        `mask`, by keyword) and returns a tuple whose first element is its output. The names are None
+        where the block does more than attend and project (ALBERT's adds the residual and layer norm)
+        or takes its mask otherwise (DistilBERT's).
+        """
+        model = self.transformer
+        if self.model_type == "distilbert":
+            return [(layer, "attention", None) for layer in model.transformer.layer]
+        if self.model_type == "albert":
+            return [(layer, "attention", None) for group in model.encoder.albert_layer_groups
+                    for layer in group.albert_layers]
+        if self.model_type == "mpnet":
+            return [(layer.attention, "attn", ("q", "k", "v", "o")) for layer in model.encoder.layer]
+        return [(layer.attention, "self", ("query", "key", "value")) for layer in model.encoder.layer]
+
     def layer_modules(self) -> list[nn.Module]:
         """The module run for each layer index (ALBERT shares one module among several indices)."""
         model = self.transformer

@@ -14,8 +14,11 @@ import warnings
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.ao.nn.quantized import dynamic
+
+from sledge.nn.encoder import LayerwiseEncoder
 
 # The model's `quantize` settings: batch-invariant per-token (the default int8), batch-invariant static
 # scales from calibration, PyTorch's per-batch dynamic quantization.
@@ -160,6 +163,87 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, input scale {scale}"
 
 
+class RowwiseAttention(nn.Module):
+    """
+    A transformer layer's self-attention block (`inner`) with each row attending over its own tokens
+    only, so a row's attention is computed exactly as at batch 1, whatever the batch and its padding.
+
+    PyTorch's attention kernels sum over the keys in an order that follows the padded length, so a
+    row's attention output in a padded batch differs from batch 1 in the last bits (about 4e-7); int8
+    rounds each token's activations to 1/127 of their largest, and a last-bit change that crosses a
+    rounding step becomes a step, which can move an exit's answer. With `projections` (the block's
+    query, key, value and optional output projections, by name) the projections run on the whole batch
+    (row by row they are the same: int8 products are exact) and only the scaled dot-product attention
+    runs per row, at batch 1 too; without, the whole block runs per row. ONNX export runs `inner`
+    unchanged (ONNX Runtime's graphs stay batched).
+
+    Parameters
+    ----------
+    inner : `nn.Module`
+        The block, as `LayerwiseEncoder.attention_blocks` lists it.
+    projections : `tuple[str, ...]`, optional
+        Its query, key and value projections' names, then its output projection's, if any.
+    """
+
+    def __init__(self, inner: nn.Module, projections: tuple[str, ...] | None = None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.projections = projections
+
+    def forward(self, *args, **kwargs) -> tuple[torch.Tensor]:
+        by_name = "query" in kwargs  # DistilBERT calls its block by keyword, with query = key = value
+        hidden, mask = (kwargs["query"], kwargs["mask"]) if by_name else args[:2]
+        exporting = torch.onnx.is_in_onnx_export()
+        lengths = None if exporting else _row_lengths(mask)
+        if lengths is None or (self.projections is None and len(lengths) == 1):
+            return self.inner(*args, **kwargs)
+        if self.projections is not None:
+            return (self._attend(hidden, mask, lengths),)
+        out = torch.zeros_like(hidden)
+        for row, length in enumerate(lengths):
+            tokens, cut = hidden[row : row + 1, :length], _cut(mask[row : row + 1], length)
+            if by_name:
+                result = self.inner(**{**kwargs, "query": tokens, "key": tokens, "value": tokens,
+                                       "mask": cut})
+            else:
+                result = self.inner(tokens, cut, *args[2:], **kwargs)
+            out[row, :length] = result[0][0]
+        return (out,)
+
+    def _attend(self, hidden: torch.Tensor, mask: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + mask) v for each row over its own tokens, then the output projection."""
+        inner, heads = self.inner, self.inner.num_attention_heads
+        rows, length, _ = hidden.shape
+        query, key, value = (getattr(inner, name)(hidden).view(rows, length, heads, -1).transpose(1, 2)
+                             for name in self.projections[:3])
+        mixed = query.new_zeros(rows, length, heads * query.size(-1))
+        for row, own in enumerate(lengths):
+            q, k, v = (x[row : row + 1, :, :own].contiguous() for x in (query, key, value))
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=_cut(mask[row : row + 1], own))
+            mixed[row, :own] = attended[0].transpose(0, 1).reshape(own, -1)
+        return getattr(inner, self.projections[3])(mixed) if len(self.projections) > 3 else mixed
+
+
+def _row_lengths(mask: torch.Tensor | None) -> list[int] | None:
+    """Each row's real length under a layer's mask (a (rows, length) 0/1 mask, or an additive one whose
+    first query row is 0 plus any bias where attended, the dtype's minimum where padded); None unless
+    every row is right-padded, or without a mask (HuggingFace's own model leaves it out when nothing is
+    padded)."""
+    if mask is None:
+        return None
+    real = mask > 0 if mask.dim() == 2 else mask[:, 0, 0, :] > torch.finfo(mask.dtype).min / 2
+    lengths = real.sum(dim=1)
+    prefix = torch.arange(real.size(1), device=mask.device)[None, :] < lengths[:, None]
+    return lengths.tolist() if bool((prefix == real).all()) else None
+
+
+def _cut(mask: torch.Tensor, length: int) -> torch.Tensor:
+    """One row's mask cut to its first `length` tokens (keys, and queries where it has them)."""
+    if mask.dim() == 2:
+        return mask[:, :length].contiguous()
+    return mask[:, :, : min(mask.size(2), length), :length].contiguous()
+
+
 def linear_layers(module: nn.Module) -> list[tuple[str, nn.Linear]]:
     """Every plain `nn.Linear` of `module` (not subclasses such as `nn.MultiheadAttention`'s), by name."""
     return [(name, child) for name, child in module.named_modules() if type(child) is nn.Linear]
@@ -171,7 +255,9 @@ def quantize_int8_rows(module: nn.Module, scales: dict[str, float] | None = None
     the LTE module) by an `Int8Linear`, in place: per-token activation scales, or with `scales` (layer
     name -> max |input| seen in calibration, as `activation_ranges` gives) one fixed scale per layer. The
     embeddings, layer norms, softmaxes and the attention head's small self-attention block stay float32.
-    Returns `module`.
+    Each encoder layer's self-attention then runs one row at a time (`RowwiseAttention`), and the torch
+    backend pools and runs the exits one row at a time too (`runs_row_by_row`), so that batched answers
+    are batch-1 answers bit for bit. Returns `module`.
     """
     if any(parameter.is_cuda for parameter in module.parameters()):
         raise ValueError("int8 quantization runs on the CPU; load the model with --cuda-device -1")
@@ -182,7 +268,18 @@ def quantize_int8_rows(module: nn.Module, scales: dict[str, float] | None = None
         parent_name, _, child = name.rpartition(".")
         parent = module.get_submodule(parent_name) if parent_name else module
         setattr(parent, child, Int8Linear(linear, scale))
+    for encoder in [child for child in module.modules() if isinstance(child, LayerwiseEncoder)]:
+        for parent, name, projections in encoder.attention_blocks():
+            if not isinstance(getattr(parent, name), RowwiseAttention):
+                setattr(parent, name, RowwiseAttention(getattr(parent, name), projections))
     return module
+
+
+def runs_row_by_row(model: nn.Module) -> bool:
+    """Whether `model` (a `MultiExitClassifier`) went through `quantize_int8_rows`, whose answers the
+    torch backend keeps batch-invariant by running attention, pooling and exits one row at a time."""
+    parent, name, _ = model.encoder.attention_blocks()[0]
+    return isinstance(getattr(parent, name), RowwiseAttention)
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ class AttentionExitHead(ExitHead):
     """
 
     name = "attention"
+    reads_tokens = True
 
     def __init__(
         self, layer: int, hidden_size: int, num_labels: int, dropout: float, size: int = 128, heads: int = 2

@@ -34,6 +34,7 @@ class ExitHead(nn.Module):
     """
 
     name = ""  # the head type's name
+    reads_tokens = False  # whether `features` reads the token states (its sums then run over the length)
     layer: int
     feature_size: int
     classifier: nn.Linear
