@@ -210,8 +210,9 @@ class LayerwiseEncoder(nn.Module):
         (ALBERT's shared layers once): what `quantize_int8_rows` runs one row at a time. A block takes
         the hidden states and the layer's mask as its first two arguments (DistilBERT's: `query` and
         `mask`, by keyword) and returns a tuple whose first element is its output. The names are None
-        where the block does more than attend and project (ALBERT's adds the residual and layer norm)
-        or takes its mask otherwise (DistilBERT's).
+        where the block does more than attend and project (ALBERT's adds the residual and layer norm;
+        BERT-style blocks with relative position embeddings add those to the scores) or takes its mask
+        otherwise (DistilBERT's).
         """
         model = self.transformer
         if self.model_type == "distilbert":
@@ -221,7 +222,9 @@ class LayerwiseEncoder(nn.Module):
                     for layer in group.albert_layers]
         if self.model_type == "mpnet":
             return [(layer.attention, "attn", ("q", "k", "v", "o")) for layer in model.encoder.layer]
-        return [(layer.attention, "self", ("query", "key", "value")) for layer in model.encoder.layer]
+        plain = getattr(self.config, "position_embedding_type", "absolute") == "absolute"
+        names = ("query", "key", "value") if plain else None
+        return [(layer.attention, "self", names) for layer in model.encoder.layer]
 
     def layer_modules(self) -> list[nn.Module]:
         """The module run for each layer index (ALBERT shares one module among several indices)."""
