@@ -2,18 +2,17 @@
 What batch-invariant torch int8 costs: the model under `model.quantize` int8 (or int8-static) on the torch
 backend, timed per instance at batch 1 and batch 32 with its attention, pooling and attention heads run
 row by row (as sledge runs them, so batched logits equal batch 1's to the last bit) against the same
-model with them batched over the padding (as before issue 29's fix: `RowwiseAttention` taken out, the
-torch backend told not to go row by row), in the same process, interleaved, medians of --repeats
-passes over a seeded sample of the evaluation file. Also counts, on that sample, the rows whose logits
-at batch 32 are not bit for bit those at batch 1 under each. Writes
-benchmarks/results/backends/int8_rowwise.{json,md}.
+model with them batched over the padding (as before issue 29's fix: its `RowwiseAttention` blocks
+taken out, which the torch backend reads as "batch everything"), in the same process, interleaved,
+medians of --repeats passes over a seeded sample of the evaluation file (the one `allennlp sweep` times).
+Also counts, on that sample, the rows whose logits at batch 32 are not bit for bit those at batch 1
+under each. Writes benchmarks/results/backends/int8_rowwise.{json,md}.
 
     .venv/bin/python benchmarks/int8_rowwise.py ARCHIVE EVAL_FILE [--threshold 0.85] [--precision int8]
 """
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import time
@@ -25,9 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # noqa: E402
 
-from sledge.commands.common import inputs_of, load_sledge_archive, read_labelled, tensor_batches  # noqa: E402
+from sledge.commands.common import (  # noqa: E402
+    inputs_of,
+    load_sledge_archive,
+    read_labelled,
+    tensor_batches,
+    timing_sample,
+)
 from sledge.nn import ConfidencePolicy, all_exits, early_exit  # noqa: E402
-from sledge.nn.backends import torch_backend  # noqa: E402
 from sledge.nn.quantize import runs_row_by_row  # noqa: E402
 
 OUT = Path("benchmarks/results/backends")
@@ -49,17 +53,17 @@ def main() -> None:
     loaded = load_sledge_archive(args.archive, overrides={"model.quantize": args.precision})
     core = loaded.model.core
     instances = read_labelled(loaded, args.eval_file)
-    sample = sorted(random.Random(0).sample(range(len(instances)), min(args.instances, len(instances))))
+    sample = timing_sample(instances, args.instances)
     chosen = [instances[i] for i in sample]
     batches = {size: tensor_batches(chosen, loaded, size, torch.device("cpu")) for size in SIZES}
     blocks = core.encoder.attention_blocks()
     wrapped = [getattr(parent, name) for parent, name, _ in blocks]
     policy = ConfidencePolicy(args.threshold)
 
-    def use(rowwise: bool) -> None:
+    def use(rowwise: bool) -> None:  # without its RowwiseAttention blocks the torch backend batches all
         for (parent, name, _), block in zip(blocks, wrapped):
             setattr(parent, name, block if rowwise else block.inner)
-        torch_backend.runs_row_by_row = runs_row_by_row if rowwise else (lambda _model: False)
+        assert runs_row_by_row(core) == rowwise
 
     @torch.no_grad()
     def per_instance_ms(size: int) -> float:

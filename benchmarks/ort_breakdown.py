@@ -12,7 +12,6 @@ guessed. Writes benchmarks/results/backends/ort_breakdown.{json,md}.
 import argparse
 import collections
 import json
-import random
 import statistics
 import sys
 import time
@@ -24,7 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # noqa: E402
 
-from sledge.commands.common import inputs_of, load_sledge_archive, read_labelled, tensor_batches  # noqa: E402
+from sledge.commands.common import (  # noqa: E402
+    inputs_of,
+    load_sledge_archive,
+    read_labelled,
+    tensor_batches,
+    timing_sample,
+)
 from sledge.nn import ConfidencePolicy, backend_of, early_exit  # noqa: E402
 
 
@@ -47,7 +52,7 @@ def main() -> None:
     loaded = load_sledge_archive(args.archive, overrides=overrides)
     core = loaded.model.core
     instances = read_labelled(loaded, args.eval_file)
-    sample = sorted(random.Random(0).sample(range(len(instances)), min(args.instances, len(instances))))
+    sample = timing_sample(instances, args.instances)
     batches = tensor_batches([instances[i] for i in sample], loaded, 1, torch.device("cpu"))
     backend = backend_of(core)  # its pieces already started and checked (the backend is eager)
     calls: dict[str, list[float]] = collections.defaultdict(list)

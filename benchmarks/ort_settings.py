@@ -11,7 +11,6 @@ spinning off) should follow what this measures. Writes benchmarks/results/backen
 import argparse
 import itertools
 import json
-import random
 import statistics
 import sys
 import time
@@ -23,7 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # noqa: E402
 
-from sledge.commands.common import inputs_of, load_sledge_archive, read_labelled, tensor_batches  # noqa: E402
+from sledge.commands.common import (  # noqa: E402
+    inputs_of,
+    load_sledge_archive,
+    read_labelled,
+    tensor_batches,
+    timing_sample,
+)
 from sledge.nn import ConfidencePolicy, early_exit  # noqa: E402
 
 LEVELS = ["disable", "basic", "extended", "all"]
@@ -55,9 +60,7 @@ def main() -> None:
         loaded = load_sledge_archive(args.archive, overrides=overrides)
         if not jobs:
             instances = read_labelled(loaded, args.eval_file)
-            sample = sorted(
-                random.Random(0).sample(range(len(instances)), min(args.instances, len(instances)))
-            )
+            sample = timing_sample(instances, args.instances)
             chosen = [instances[i] for i in sample]
         name = f"{precision} optimization={level} io_binding={binding} spinning={spinning}"
         batches = {size: tensor_batches(chosen, loaded, size, torch.device("cpu")) for size in (1, 32)}

@@ -30,7 +30,6 @@ from sledge.nn import (
     use_backend,
 )
 from sledge.nn.backends import ort_backend
-from sledge.nn.quantize import linear_layers
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 NEEDS_ORT = pytest.mark.skipif(
@@ -226,13 +225,13 @@ def test_torch_int8_logits_at_batch_32_are_batch_1_logits_to_the_last_bit(family
 
 @pytest.mark.parametrize("family", ["bert", "mpnet"])
 def test_without_row_by_row_attention_torch_int8_logits_move_with_the_batch(family):
-    """The control: the int8 linear layers alone, attention and pooling batched over the padding, and
-    the same check finds logits whose last bits moved."""
+    """The control: the int8 linear layers alone (the row-by-row attention blocks taken out again, so
+    attention and pooling run batched over the padding), and the same check finds logits whose last
+    bits moved."""
     config = tiny_config(family, num_layers=4)
-    model = tiny_multi_exit(layers=(0, 1, 3), config=config)
-    for name, linear in linear_layers(model):
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, Int8Linear(linear))
+    model = quantize_int8_rows(tiny_multi_exit(layers=(0, 1, 3), config=config))
+    for parent, name, _ in model.encoder.attention_blocks():
+        setattr(parent, name, getattr(parent, name).inner)
     assert logits_differing_from_batch_1(model, *mixed_batch(32, seed=4, config=config)) > 0
 
 

@@ -2,6 +2,7 @@
 
 import io
 import json
+import random
 
 import torch
 from allennlp.data import Instance
@@ -43,6 +44,12 @@ def read_labelled(archive: Archive, data_path: str) -> list[Instance]:
     if any("label" not in instance.fields for instance in instances):
         raise SledgeError(f"{data_path}: some instances have no gold label; this command needs labels")
     return instances
+
+
+def timing_sample(instances: list, count: int, seed: int = 0) -> list[int]:
+    """The indices, in file order, of the seeded random sample of `count` instances (all if fewer) that
+    `allennlp sweep` times, and the benchmarks with it."""
+    return sorted(random.Random(seed).sample(range(len(instances)), min(count, len(instances))))
 
 
 def check_inputs(archive_file: str, input_file: str, cuda_device: int = -1) -> None:

@@ -5,7 +5,6 @@ import copy
 import csv
 import io
 import json
-import random
 import statistics
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from sledge.commands.common import (
     load_sledge_archive,
     read_labelled,
     tensor_batches,
+    timing_sample,
 )
 from sledge.errors import SledgeError
 from sledge.files import check_output_dir, write_files
@@ -322,7 +322,7 @@ def sweep(
     archive = load_sledge_archive(archive_file, cuda_device)
     core = archive.model.core
     instances = read_labelled(archive, input_file)
-    sample = sorted(random.Random(seed).sample(range(len(instances)), min(timing_instances, len(instances))))
+    sample = timing_sample(instances, timing_instances, seed)
     timer = _Timer(device.type == "cuda")
     models: list[_ModelCurves] = []
     baseline_rows: list[dict] = []
